@@ -1,0 +1,66 @@
+"""mailer init, mailer build."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mailer.cli import EXIT_ERROR, Obj, cli, pass_obj
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+def init(directory: Path) -> None:
+    """Create a newsletter project: settings, templates, an example issue.
+
+    Never overwrites a file that exists.
+
+    \b
+    Example:
+      mailer init my-letter
+    """
+    from mailer.project import init_project
+
+    result = init_project(directory)
+    for path in result.created:
+        click.echo(f"created {path}")
+    for path in result.kept:
+        click.echo(f"kept    {path} (exists)")
+    click.echo(f"Next: cd {directory} && mailer build issues/2026-11-20-weekly.md")
+
+
+@cli.command()
+@click.argument("issue", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build"),
+    show_default=True,
+    help="Directory for <slug>.html and <slug>.txt.",
+)
+@click.option("--as", "as_email", metavar="EMAIL", help="Personalize for this subscriber.")
+@pass_obj
+def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None) -> None:
+    """Compile an issue to the HTML and text a subscriber will get.
+
+    Exits 1 when the HTML would be clipped by Gmail (over 102 KB).
+
+    \b
+    Example:
+      mailer build issues/2026-11-20-weekly.md -o build
+    """
+    from mailer.delivery.compose import build_issue
+
+    result = build_issue(obj.settings(), issue, out_dir, as_email)
+    click.echo(f"subject: {result.subject}")
+    for path, size in result.files:
+        click.echo(f"{path}  {size / 1024:.1f} KB")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.error:
+        click.echo(f"Error: {result.error}", err=True)
+        sys.exit(EXIT_ERROR)

@@ -1,0 +1,1 @@
+"""Issue content: parsing, Markdown, rendering to HTML email and plain text, checks."""

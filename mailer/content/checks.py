@@ -1,0 +1,54 @@
+"""What a writer should hear about before sending: sizes, missing alt text, odd links."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from markdown_it.token import Token
+
+GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips messages whose HTML exceeds ~102 KB
+WARN_BYTES = 80 * 1024
+SAFE_SCHEMES = ("http://", "https://", "mailto:")
+
+
+def content_warnings(tokens: Sequence[Token]) -> Iterable[str]:
+    yield from _image_and_link_warnings(tokens)
+    yield from _empty_sections(tokens)
+
+
+def _image_and_link_warnings(tokens: Sequence[Token]) -> Iterable[str]:
+    for tok in tokens:
+        line = (tok.map[0] + 1) if tok.map else 0
+        for child in tok.children or []:
+            if child.type == "image":
+                src = str(child.attrs.get("src", ""))
+                if not child.content.strip():
+                    yield f"line {line}: image {src} has no alt text"
+                if not src.lower().startswith(("http://", "https://")):
+                    yield f"line {line}: image {src!r} is not an http(s) URL; mail clients won't load it"
+            elif child.type == "link_open":
+                href = str(child.attrs.get("href", ""))
+                if not href.lower().startswith(SAFE_SCHEMES):
+                    yield f"line {line}: link {href!r} is not http(s) or mailto"
+
+
+def _empty_sections(tokens: Sequence[Token]) -> Iterable[str]:
+    """A heading followed directly by another heading of the same or higher rank, or the end."""
+    headings = [(i, t) for i, t in enumerate(tokens) if t.type == "heading_open"]
+    for n, (i, tok) in enumerate(headings):
+        level = int(tok.tag[1])
+        end = headings[n + 1][0] if n + 1 < len(headings) else len(tokens)
+        body = [t for t in tokens[i + 3 : end] if t.type not in ("hr",)]
+        next_level = int(headings[n + 1][1].tag[1]) if n + 1 < len(headings) else 0
+        if not body and (next_level == 0 or next_level <= level):
+            title = tokens[i + 1].content
+            line = tok.map[0] + 1 if tok.map else 0
+            yield f"line {line}: section {title!r} is empty"
+
+
+def size_warnings(html_bytes: int) -> list[str]:
+    if html_bytes > GMAIL_CLIP_BYTES:
+        return []  # an error, reported by the caller
+    if html_bytes > WARN_BYTES:
+        return [f"HTML is {html_bytes / 1024:.1f} KB: close to Gmail's 102 KB clipping limit"]
+    return []

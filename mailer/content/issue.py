@@ -1,0 +1,127 @@
+"""Reading an issue file: optional YAML front matter, then Markdown."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from markdown_it.token import Token
+
+from mailer.content import markdown
+from mailer.errors import InputError
+from mailer.models import Issue
+
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*\r?$\n?", re.S | re.M)
+FIELDS = {"subject", "preheader", "date", "slug"}
+SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PREHEADER_MAX = 150
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """UTF-8 text of a user's file, or one line saying why not and what to do."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a {what}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            f"convert it, e.g. iconv -f GB18030 -t UTF-8 (or -f latin1) {path.name} > fixed.md"
+        ) from None
+
+
+def load_issue(path: Path | str) -> Issue:
+    path = Path(path)
+    return parse_issue(read_text(path, "issue file"), path)
+
+
+def parse_issue(text: str, path: Path) -> Issue:
+    meta, body = _split_front_matter(text, path)
+    tokens = markdown.parse(body)
+    subject = str(meta.get("subject") or _first_heading(tokens) or "").strip()
+    if not subject:
+        raise InputError(
+            f"{path}: no subject; add a heading (# Title) or 'subject:' in front matter"
+        )
+    if "\n" in subject or "\r" in subject:
+        raise InputError(f"{path}: the subject must be one line")
+    preheader = str(meta.get("preheader") or _first_paragraph(tokens) or "")
+    preheader = " ".join(preheader.split())
+    if len(preheader) > PREHEADER_MAX:
+        preheader = preheader[: PREHEADER_MAX - 1].rstrip() + "…"
+    slug = str(meta.get("slug") or _slug_from_stem(path.stem))
+    if not SLUG.match(slug):
+        raise InputError(
+            f"{path}: slug {slug!r} must be letters, digits, '.', '_' or '-' "
+            f"(at most 100); set 'slug:' in front matter"
+        )
+    return Issue(
+        slug=slug,
+        subject=subject,
+        preheader=preheader,
+        date=_date(meta.get("date"), path),
+        body=body,
+        source=str(path),
+    )
+
+
+def _split_front_matter(text: str, path: Path) -> tuple[dict[str, object], str]:
+    m = FRONT_MATTER.match(text)
+    if not m:
+        if text.startswith("---\n") and text.count("\n---") == 0 and ":" in text.split("\n")[1]:
+            raise InputError(f"{path}: front matter is not closed; end it with a line '---'")
+        return {}, text
+    import yaml  # only issues with front matter pay for it
+
+    try:
+        meta = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise InputError(f"{path}:{where} front matter: {problem}; fix the YAML") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: front matter must be 'key: value' lines")
+    unknown = sorted(str(k) for k in meta if k not in FIELDS)
+    if unknown:
+        raise InputError(
+            f"{path}: unknown front matter field {unknown[0]!r}; use subject, preheader, date, slug"
+        )
+    return {str(k): v for k, v in meta.items()}, text[m.end() :]
+
+
+def _first_heading(tokens: list[Token]) -> str:
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            return markdown.inline_text(tokens[i + 1])
+    return ""
+
+
+def _first_paragraph(tokens: list[Token]) -> str:
+    for i, tok in enumerate(tokens):
+        if tok.type == "paragraph_open" and not tok.hidden:
+            return markdown.inline_text(tokens[i + 1])
+    return ""
+
+
+def _slug_from_stem(stem: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
+    return slug or "issue"
+
+
+def _date(value: object, path: Path) -> str:
+    if value is None or value == "":
+        m = re.match(r"(\d{4}-\d{2}-\d{2})", path.stem)
+        return m.group(1) if m else ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value).strip()

@@ -1,0 +1,74 @@
+"""Per-recipient parts of a once-rendered issue, filled by plain substitution.
+
+The issue goes through Jinja2, MJML and premailer once; each recipient then costs one
+string join. Values are escaped for the part they land in (HTML or text), so a name like
+`<script>` or one with a newline can neither inject markup nor break a line.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Letters, digits and underscores only: MJML, premailer and lxml leave them untouched.
+FIELDS = ("unsubscribe_url", "email", "name")
+TOKENS = {f: f"__MAILER_{f.upper()}__" for f in FIELDS}
+_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in TOKENS.values()) + ")")
+_FIELD_OF = {t: f for f, t in TOKENS.items()}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def clean_text(value: str) -> str:
+    """One line of text, control characters (CR, LF, NUL...) folded to a space."""
+    return _CONTROL.sub(" ", value).strip()
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A string with holes: literal segments alternating with field names."""
+
+    literals: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    @classmethod
+    def of(cls, text: str) -> Compiled:
+        parts = _SPLIT.split(text)
+        return cls(tuple(parts[0::2]), tuple(_FIELD_OF[p] for p in parts[1::2]))
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        out = [self.literals[0]]
+        for field, literal in zip(self.fields, self.literals[1:], strict=True):
+            out.append(values[field])
+            out.append(literal)
+        return "".join(out)
+
+    @property
+    def template(self) -> str:
+        """The text with its placeholder tokens, as a provider-side substitution sees it."""
+        return self.fill(TOKENS)
+
+
+def html_values(unsubscribe_url: str, email: str, name: str) -> dict[str, str]:
+    return {
+        "unsubscribe_url": html.escape(unsubscribe_url, quote=True),
+        "email": html.escape(clean_text(email), quote=True),
+        "name": html.escape(clean_text(name), quote=True),
+    }
+
+
+def text_values(unsubscribe_url: str, email: str, name: str) -> dict[str, str]:
+    return {
+        "unsubscribe_url": clean_text(unsubscribe_url),
+        "email": clean_text(email),
+        "name": clean_text(name),
+    }
+
+
+def reject_reserved(text: str, source: str) -> None:
+    from mailer.errors import InputError
+
+    m = _SPLIT.search(text)
+    if m:
+        raise InputError(f"{source}: contains the reserved text {m.group(0)}; remove it")

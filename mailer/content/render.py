@@ -1,0 +1,150 @@
+"""The issue, rendered once: Jinja2 → MJML → HTML → premailer, and the plain-text part."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from markupsafe import Markup
+
+from mailer.config import Settings
+from mailer.content import checks, markdown, placeholders, templates
+from mailer.content.placeholders import Compiled
+from mailer.errors import TemplateError
+from mailer.models import Issue
+
+FONT_STACK = (
+    "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, "
+    "'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', 'Noto Sans CJK SC', "
+    "'Noto Sans SC', sans-serif, 'Apple Color Emoji', 'Segoe UI Emoji', 'Noto Color Emoji'"
+)
+RTL_LANGUAGES = ("ar", "he", "fa", "ur")
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    issue: Issue
+    html: Compiled
+    text: Compiled
+    warnings: tuple[str, ...]
+
+    def personalize(self, unsubscribe_url: str, email: str, name: str = "") -> tuple[str, str]:
+        """(html, text) for one recipient."""
+        return (
+            self.html.fill(placeholders.html_values(unsubscribe_url, email, name)),
+            self.text.fill(placeholders.text_values(unsubscribe_url, email, name)),
+        )
+
+
+class Renderer:
+    """Holds the template environment, so a long-lived process (preview) reuses it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = templates.environment(settings.project)
+
+    def render(self, issue: Issue) -> RenderedIssue:
+        placeholders.reject_reserved(issue.body, issue.source)
+        tokens = markdown.parse(issue.body)
+        s = self.settings
+        lang = s.language or "en"
+        context: dict[str, object] = {
+            "issue": issue,
+            "newsletter_name": s.display_name,
+            "postal_address": s.postal_address,
+            "lang": lang,
+            "dir": "rtl" if lang.split("-")[0] in RTL_LANGUAGES else "ltr",
+            "font_stack": FONT_STACK,
+            "css": Markup(self._source("email.css")),
+            "dark_css": Markup(self._source("dark.css")),
+            **{f: Markup(tok) for f, tok in placeholders.TOKENS.items()},
+        }
+        mjml_source = templates.render(
+            self.env, "newsletter.mjml.j2", {**context, "content": Markup(markdown.to_html(tokens))}
+        )
+        html = inline_css(mjml_to_html(mjml_source, self._path("newsletter.mjml.j2")))
+        text = templates.render(
+            self.env, "newsletter.txt.j2", {**context, "content": markdown.to_text(tokens)}
+        )
+        return RenderedIssue(
+            issue=issue,
+            html=Compiled.of(html),
+            text=Compiled.of(_normalize_text(text)),
+            warnings=tuple(checks.content_warnings(tokens)),
+        )
+
+    def _source(self, name: str) -> str:
+        try:
+            return self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+        except Exception:
+            raise TemplateError(
+                f"template {name} not found; run 'mailer init' to restore the defaults"
+            ) from None
+
+    def _path(self, name: str) -> str:
+        try:
+            return self.env.loader.get_source(self.env, name)[1] or name  # type: ignore[union-attr]
+        except Exception:
+            return name
+
+
+def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
+    return Renderer(settings).render(issue)
+
+
+def mjml_to_html(source: str, path: str) -> str:
+    from mjml import mjml2html
+
+    try:
+        return mjml2html(source, disable_comments=True)
+    except ValueError as e:
+        raise TemplateError(f"{path}: MJML error: {e}; fix the template's MJML") from None
+
+
+def inline_css(html: str) -> str:
+    from premailer import Premailer
+
+    # premailer logs every CSS property it does not know (mso-*, -webkit-*) through cssutils.
+    logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
+    return Premailer(
+        html,
+        allow_network=False,
+        keep_style_tags=False,
+        remove_classes=False,
+        strip_important=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        cache_css_parsing=True,
+    ).transform(pretty_print=False)
+
+
+def _normalize_text(text: str) -> str:
+    # Trailing spaces and runs of blank lines are noise in a text part.
+    lines = [line.rstrip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def write_build(
+    rendered_html: str, rendered_text: str, out_dir: Path, slug: str
+) -> tuple[Path, Path]:
+    """Write both parts atomically: a failed build leaves no half-written files."""
+    import os
+    import tempfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = (out_dir / f"{slug}.html", out_dir / f"{slug}.txt")
+    for path, data in zip(paths, (rendered_html, rendered_text), strict=True):
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return paths
