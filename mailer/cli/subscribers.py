@@ -1,1 +1,255 @@
-"""Commands: subscribers."""
+"""mailer subscribers ..., mailer db upgrade."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mailer.cli import EXIT_ERROR, Obj, cli, pass_obj
+
+STATUS = click.Choice(["active", "pending", "unsubscribed", "bounced", "complained"])
+
+
+def _store(obj: Obj):  # type: ignore[no-untyped-def]
+    from mailer.store import open_store
+
+    return open_store(obj.settings())
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage the list: import, export, add, unsubscribe, list, count, show, erase.
+
+    \b
+    Example:
+      mailer subscribers import subscribers.csv
+    """
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@click.option("--allow-erased", is_flag=True, help="Re-add people who asked to be forgotten.")
+@pass_obj
+def import_(obj: Obj, file: Path, dry_run: bool, allow_erased: bool) -> None:
+    """Import a CSV with an 'email' column (name and other columns optional).
+
+    Never reactivates an unsubscribed, bounced or complained subscriber.
+
+    \b
+    Example:
+      mailer subscribers import subscribers.csv --dry-run
+    """
+    from mailer.store.imports import import_csv
+
+    if allow_erased:
+        click.echo("warning: --allow-erased re-adds people who asked to be forgotten", err=True)
+    r = import_csv(_store(obj).engine, file, dry_run=dry_run, allow_erased=allow_erased)
+    prefix = "would be " if dry_run else ""
+    click.echo(
+        f"{r.rows} rows: {prefix}added {r.added}, {prefix}updated {r.updated}, "
+        f"unchanged {r.unchanged}, invalid {r.invalid}, duplicates {r.duplicates}"
+    )
+    if r.left_alone:
+        click.echo(
+            f"left alone {r.left_alone} unsubscribed, bounced or complained (never reactivated)"
+        )
+    if r.erased:
+        click.echo(f"skipped {r.erased} erased at their request (--allow-erased to re-add)")
+    for line, reason in r.invalid_lines:
+        click.echo(f"  line {line}: invalid: {reason}", err=True)
+    for line, email in r.duplicate_lines:
+        click.echo(f"  line {line}: duplicate of an earlier row: {email}", err=True)
+    hidden = r.invalid + r.duplicates - len(r.invalid_lines) - len(r.duplicate_lines)
+    if hidden:
+        click.echo(f"  ... and {hidden} more", err=True)
+    if r.imported == 0 and r.invalid and not (r.left_alone or r.erased or r.duplicates):
+        click.echo(f"Error: {file}: no valid rows; nothing imported", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+@subscribers.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File (default: stdout).",
+)
+@click.option("--status", type=STATUS, help="Only this status.")
+@pass_obj
+def export(obj: Obj, output: Path | None, status: str | None) -> None:
+    """Write the list as CSV (email,name,status,created_at,...), streamed.
+
+    \b
+    Example:
+      mailer subscribers export -o subscribers.csv
+    """
+    from mailer.store.export import write_csv
+
+    rows = _store(obj).subscribers.iter(status)
+    if output is None:
+        write_csv(rows, sys.stdout)
+        return
+    tmp = output.with_name(f".{output.name}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        n = write_csv(rows, f)
+    tmp.replace(output)
+    click.echo(f"exported {n} subscribers to {output}", err=True)
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option("--allow-erased", is_flag=True, help="Re-add someone who asked to be forgotten.")
+@pass_obj
+def add(obj: Obj, email: str, name: str, allow_erased: bool) -> None:
+    """Add one active subscriber.
+
+    \b
+    Example:
+      mailer subscribers add ada@example.com --name "Ada Lovelace"
+    """
+    s, created = _store(obj).subscribers.add(email, name, allow_erased=allow_erased)
+    if created:
+        click.echo(f"added {s.email}")
+    else:
+        click.echo(f"{s.email} is already on the list ({s.status}); left as it is")
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_obj
+def unsubscribe(obj: Obj, email: str) -> None:
+    """Mark a subscriber unsubscribed.
+
+    \b
+    Example:
+      mailer subscribers unsubscribe ada@example.com
+    """
+    changed = _store(obj).subscribers.unsubscribe(email, "cli")
+    click.echo(f"unsubscribed {email}" if changed else f"{email} was not active; unchanged")
+
+
+@subscribers.command("list")
+@click.option("--status", type=STATUS, help="Only this status.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_obj
+def list_(obj: Obj, status: str | None, fmt: str) -> None:
+    """List subscribers.
+
+    \b
+    Example:
+      mailer subscribers list --status active --format csv
+    """
+    from mailer.store.export import write_csv, write_json
+
+    rows = _store(obj).subscribers.iter(status)
+    if fmt == "csv":
+        write_csv(rows, sys.stdout)
+    elif fmt == "json":
+        write_json(rows, sys.stdout)
+    else:
+        _table(rows)
+
+
+def _table(rows) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("email", "name", "status", "created")
+    for s in rows:
+        table.add_row(s.email, s.name, s.status, s.created_at.strftime("%Y-%m-%d"))
+    Console().print(table)
+
+
+@subscribers.command()
+@click.option("--status", type=STATUS, help="Only this status.")
+@pass_obj
+def count(obj: Obj, status: str | None) -> None:
+    """Print how many subscribers there are.
+
+    \b
+    Example:
+      mailer subscribers count --status active
+    """
+    click.echo(_store(obj).subscribers.count(status))
+
+
+@subscribers.command()
+@click.argument("email")
+@pass_obj
+def show(obj: Obj, email: str) -> None:
+    """Show one subscriber: status, consent and status history.
+
+    \b
+    Example:
+      mailer subscribers show ada@example.com
+    """
+    store = _store(obj)
+    s = store.subscribers.require(email)
+    click.echo(f"email:    {s.email}\nname:     {s.name}\nstatus:   {s.status}")
+    click.echo(f"created:  {s.created_at:%Y-%m-%d %H:%M:%S}")
+    click.echo(f"consent:  {s.consent_source or '-'} at {s.consent_at or '-'}")
+    for key, value in sorted(s.attributes.items()):
+        click.echo(f"{key}: {value}")
+    for h in store.subscribers.history(s.id):
+        click.echo(
+            f"{h['at']:%Y-%m-%d %H:%M:%S}  {h['old_status']} -> {h['new_status']}  ({h['reason']})"
+        )
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_obj
+def erase(obj: Obj, email: str, yes: bool) -> None:
+    """Forget a person (GDPR): delete their data, keep a one-way hash of the address.
+
+    A later import skips the address unless given --allow-erased.
+
+    \b
+    Example:
+      mailer subscribers erase ada@example.com --yes
+    """
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Erase {email} and all their data?", abort=True)
+    _store(obj).subscribers.erase(email)
+    click.echo(f"erased {email}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands.
+
+    \b
+    Example:
+      mailer db upgrade
+    """
+
+
+@db.command()
+@pass_obj
+def upgrade(obj: Obj) -> None:
+    """Apply schema migrations (also done automatically on first use).
+
+    \b
+    Example:
+      mailer db upgrade
+    """
+    from mailer.store import db as store_db
+
+    settings = obj.settings()
+    engine = store_db.create_engine(settings.resolved_database_url)
+    start = store_db.upgrade(engine)
+    if start == store_db.HEAD:
+        click.echo(f"schema already at {store_db.HEAD}")
+    else:
+        click.echo(f"schema upgraded from {start or 'empty'} to {store_db.HEAD}")

@@ -1,0 +1,61 @@
+"""The store: subscribers, consent, the delivery ledger and events, on SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from mailer.errors import StoreError
+from mailer.store import db
+
+if TYPE_CHECKING:
+    from mailer.config import Settings
+    from mailer.store.events import Events
+    from mailer.store.ledger import Ledger
+    from mailer.store.subscribers import Subscribers
+
+
+class Store:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @property
+    def subscribers(self) -> Subscribers:
+        from mailer.store.subscribers import Subscribers
+
+        return Subscribers(self.engine)
+
+    @property
+    def ledger(self) -> Ledger:
+        from mailer.store.ledger import Ledger
+
+        return Ledger(self.engine)
+
+    @property
+    def events(self) -> Events:
+        from mailer.store.events import Events
+
+        return Events(self.engine)
+
+
+def open_url(url: str, migrate: bool = True) -> Store:
+    engine = db.create_engine(url)
+    try:
+        if migrate:
+            db.upgrade(engine)
+    except sa.exc.OperationalError as e:
+        raise StoreError(f"cannot open the database at {_safe(url)}: {db._reason(e)}") from None
+    return Store(engine)
+
+
+def open_store(settings: Settings, migrate: bool = True) -> Store:
+    return open_url(settings.resolved_database_url, migrate)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<invalid URL>"

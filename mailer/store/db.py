@@ -1,0 +1,80 @@
+"""Engines and migrations: SQLite (WAL, busy timeout, foreign keys) or PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from mailer.errors import StoreError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+HEAD = "0001"  # the newest revision in migrations/versions; tests check it is the head
+
+
+def create_engine(url: str) -> sa.Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            # SQLAlchemy's pysqlite driver defers BEGIN; we want real, immediate write locks
+            # so two senders never both think they claimed the same batch.
+            sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+    except sa.exc.ArgumentError as e:
+        raise StoreError(f"database_url {url!r} is not a valid SQLAlchemy URL ({e})") from None
+    except ModuleNotFoundError as e:
+        raise StoreError(
+            f"database_url needs the {e.name} driver: pip install 'mailer[postgres]'"
+        ) from None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN itself
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    except sa.exc.OperationalError as e:
+        raise StoreError(f"cannot open the database: {_reason(e)}") from None
+
+
+def upgrade(engine: sa.Engine) -> str:
+    """Bring the schema to HEAD. Returns the revision it started from ('' for a new one)."""
+    start = current_revision(engine)
+    if start == HEAD:
+        return start
+    if start is not None and start not in _known_revisions():
+        raise StoreError(
+            f"the database schema ({start}) is newer than this mailer knows; upgrade mailer"
+        )
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    return start or ""
+
+
+def _known_revisions() -> set[str]:
+    return {p.stem.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*.py")}
+
+
+def _reason(e: Exception) -> str:
+    orig = getattr(e, "orig", None)
+    return str(orig or e).strip().splitlines()[0]

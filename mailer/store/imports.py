@@ -1,0 +1,374 @@
+"""CSV import: streamed, validated, one transaction per chunk, never reactivating anyone."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from mailer import addresses
+from mailer.errors import InputError
+from mailer.models import SUPPRESSED, SubscriberStatus
+from mailer.store.schema import erasures, subscribers
+from mailer.store.subscribers import change_status, clean_name, now
+
+CHUNK = 5000
+DETAILS_MAX = 1000  # invalid/duplicate lines listed in the report; the rest are counted
+FIELD_MAX = 1 << 20  # a single CSV field larger than 1 MiB is refused, not loaded
+STATUSES = {s.value for s in SubscriberStatus}
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    left_alone: int = 0  # unsubscribed/bounced/complained: an import never reactivates them
+    erased: int = 0  # people who asked to be forgotten
+    invalid: int = 0
+    duplicates: int = 0
+    invalid_lines: list[tuple[int, str]] = field(default_factory=list)
+    duplicate_lines: list[tuple[int, str]] = field(default_factory=list)
+
+    def reject(self, line: int, reason: str) -> None:
+        self.invalid += 1
+        if len(self.invalid_lines) < DETAILS_MAX:
+            self.invalid_lines.append((line, reason))
+
+    def duplicate(self, line: int, email: str) -> None:
+        self.duplicates += 1
+        if len(self.duplicate_lines) < DETAILS_MAX:
+            self.duplicate_lines.append((line, email))
+
+    @property
+    def imported(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+
+@dataclass
+class Row:
+    line: int
+    email: str
+    key: str
+    name: str | None
+    status: str | None
+    attributes: dict[str, str]
+
+
+def check_utf8(path: Path) -> None:
+    """Refuse a file that is not UTF-8 before anything is written, naming a likely encoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"{path}: not UTF-8 (byte 0x{chunk[e.start]:02x} at offset {offset + e.start}); "
+                    f"it looks like {_guess_encoding(path)}: convert it with "
+                    f"iconv -f {_guess_encoding(path)} -t UTF-8 {path.name} > utf8.csv"
+                ) from None
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: ends in the middle of a UTF-8 character") from None
+
+
+def _guess_encoding(path: Path) -> str:
+    with path.open("rb") as f:
+        sample = f.read(1 << 16)
+    for enc in ("gb18030", "shift_jis", "cp1252"):
+        try:
+            sample.decode(enc)
+            return enc.upper()
+        except UnicodeDecodeError:
+            continue
+    return "LATIN1"
+
+
+def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
+    """Parse and validate rows one at a time; bad rows go to the report, not the caller."""
+    csv.field_size_limit(FIELD_MAX)
+    with path.open("r", encoding="utf-8-sig", newline="") as f:
+        sample = f.read(1 << 16)
+        f.seek(0)
+        if sample.startswith("\ufeff"):
+            f.read(1)
+        try:
+            dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.reader(f, dialect)
+        header = _header(reader, path)
+        email_at = header.index("email")
+        name_at = header.index("name") if "name" in header else None
+        status_at = header.index("status") if "status" in header else None
+        skip = {
+            "email",
+            "name",
+            "status",
+            "created_at",
+            "updated_at",
+            "consent_source",
+            "consent_at",
+        }
+        extra = [(i, h) for i, h in enumerate(header) if h and h not in skip]
+        line = reader.line_num
+        while True:
+            start = line + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                line = reader.line_num
+                report.rows += 1
+                report.reject(start, f"unreadable CSV ({e})")
+                continue
+            line = reader.line_num
+            if not any(v.strip() for v in values):
+                continue  # blank line
+            report.rows += 1
+            row = _row(values, start, header, email_at, name_at, status_at, extra, report)
+            if row is not None:
+                yield row
+
+
+def _header(reader: Any, path: Path) -> list[str]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(
+            f"{path}: the file is empty; it needs a header line with an email column"
+        ) from None
+    except csv.Error as e:
+        raise InputError(f"{path}: cannot read the header line ({e})") from None
+    header = [h.strip().lower() for h in header]
+    if "email" not in header:
+        raise InputError(
+            f"{path}: no 'email' column in the header ({', '.join(header)[:200]}); "
+            "add a header line such as: email,name"
+        )
+    return header
+
+
+def _row(
+    values: list[str],
+    line: int,
+    header: list[str],
+    email_at: int,
+    name_at: int | None,
+    status_at: int | None,
+    extra: list[tuple[int, str]],
+    report: ImportReport,
+) -> Row | None:
+    if len(values) > len(header):
+        report.reject(line, f"{len(values)} fields but the header has {len(header)}")
+        return None
+    raw = values[email_at] if email_at < len(values) else ""
+    if not raw.strip():
+        report.reject(line, "no email address")
+        return None
+    try:
+        email = addresses.normalize(raw)
+    except addresses.InvalidAddress as e:
+        report.reject(line, f"{_short(raw)}: {e}")
+        return None
+    status = (
+        values[status_at].strip().lower()
+        if status_at is not None and status_at < len(values)
+        else ""
+    )
+    if status and status not in STATUSES:
+        report.reject(line, f"unknown status {_short(status)!r}; use {', '.join(sorted(STATUSES))}")
+        return None
+    name = clean_name(values[name_at]) if name_at is not None and name_at < len(values) else None
+    attributes = {h: values[i] for i, h in extra if i < len(values) and values[i] != ""}
+    if "attributes" in attributes:
+        attributes = _merge_json(attributes)
+    return Row(line, email, addresses.key(email), name, status or None, attributes)
+
+
+def _merge_json(attributes: dict[str, str]) -> dict[str, str]:
+    """An export's `attributes` column (JSON) comes back as the attributes it holds."""
+    raw = attributes.pop("attributes")
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return {**{str(k): str(v) for k, v in parsed.items()}, **attributes}
+    return {**attributes, "attributes": raw}
+
+
+def _short(value: str) -> str:
+    value = value.replace("\n", " ").replace("\r", " ")
+    return value if len(value) <= 80 else value[:77] + "..."
+
+
+def import_csv(
+    engine: sa.Engine,
+    path: Path,
+    *,
+    dry_run: bool = False,
+    allow_erased: bool = False,
+    chunk_size: int = CHUNK,
+) -> ImportReport:
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a CSV file")
+    check_utf8(path)
+    report = ImportReport()
+    source = f"import:{path.name}"[:200]
+    with engine.connect() as conn:
+        # Keys seen earlier in this file live in a temporary table, not in memory, so a
+        # ten-million-row file costs the same memory as a ten-row one.
+        conn.execute(
+            sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (k VARCHAR(320) PRIMARY KEY)")
+        )
+        conn.execute(sa.text("DELETE FROM import_seen"))
+        conn.commit()
+        chunk: list[Row] = []
+        for row in read_rows(path, report):
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                _apply(conn, chunk, report, source, dry_run, allow_erased)
+                chunk = []
+        if chunk:
+            _apply(conn, chunk, report, source, dry_run, allow_erased)
+        conn.execute(sa.text("DROP TABLE import_seen"))
+        conn.commit()
+    if report.rows == 0:
+        raise InputError(f"{path}: no rows under the header; nothing to import")
+    return report
+
+
+def _apply(
+    conn: sa.Connection,
+    chunk: list[Row],
+    report: ImportReport,
+    source: str,
+    dry_run: bool,
+    allow_erased: bool,
+) -> None:
+    """One chunk, one transaction: a crash leaves the chunk wholly in or wholly out."""
+    unique: dict[str, Row] = {}
+    for row in chunk:
+        if row.key in unique:
+            report.duplicate(row.line, row.email)
+        else:
+            unique[row.key] = row
+    keys = list(unique)
+    seen_before = set(
+        conn.execute(
+            sa.text("SELECT k FROM import_seen WHERE k IN :keys").bindparams(
+                sa.bindparam("keys", expanding=True)
+            ),
+            {"keys": keys},
+        ).scalars()
+    )
+    for key in seen_before:
+        report.duplicate(unique.pop(key).line, key)
+    keys = list(unique)
+    if keys:
+        conn.execute(sa.text("INSERT INTO import_seen (k) VALUES (:k)"), [{"k": k} for k in keys])
+    existing = {
+        r.email_key: r
+        for r in conn.execute(
+            sa.select(
+                subscribers.c.id,
+                subscribers.c.email_key,
+                subscribers.c.name,
+                subscribers.c.status,
+                subscribers.c.attributes,
+            ).where(subscribers.c.email_key.in_(keys))
+        )
+    }
+    erased = (
+        _erased(conn, [r.email for k, r in unique.items() if k not in existing])
+        if not allow_erased
+        else set()
+    )
+    at = now()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    suppress: list[tuple[int, str, str]] = []
+    for key, row in unique.items():
+        old = existing.get(key)
+        if old is None:
+            if addresses.erasure_hash(row.email) in erased:
+                report.erased += 1
+                continue
+            inserts.append(_new(row, source, at))
+            report.added += 1
+            continue
+        if old.status in SUPPRESSED:
+            report.left_alone += 1
+            continue
+        if row.status in SUPPRESSED:
+            suppress.append((old.id, old.status, row.status or ""))
+        name = old.name if row.name is None else row.name
+        attributes = {**(old.attributes or {}), **row.attributes}
+        if name != old.name or attributes != (old.attributes or {}):
+            updates.append(
+                {"b_id": old.id, "name": name, "attributes": attributes, "updated_at": at}
+            )
+            report.updated += 1
+        elif row.status in SUPPRESSED:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    if dry_run:
+        conn.commit()  # only the import_seen bookkeeping
+        return
+    if inserts:
+        conn.execute(subscribers.insert(), inserts)
+    if updates:
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id == sa.bindparam("b_id"))
+            .values(
+                name=sa.bindparam("name"),
+                attributes=sa.bindparam("attributes"),
+                updated_at=sa.bindparam("updated_at"),
+            ),
+            updates,
+        )
+    for sid, old_status, new_status in suppress:
+        change_status(conn, sid, old_status, new_status, source)
+    conn.commit()
+
+
+def _new(row: Row, source: str, at: Any) -> dict[str, Any]:
+    return {
+        "email": row.email,
+        "email_key": row.key,
+        "name": row.name or "",
+        "status": row.status or SubscriberStatus.ACTIVE.value,
+        "attributes": row.attributes,
+        "consent_source": source,
+        "consent_at": at,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+def _erased(conn: sa.Connection, emails: list[str]) -> set[str]:
+    if not emails:
+        return set()
+    hashes = [addresses.erasure_hash(e) for e in emails]
+    return set(
+        conn.execute(
+            sa.select(erasures.c.email_hash).where(erasures.c.email_hash.in_(hashes))
+        ).scalars()
+    )

@@ -1,0 +1,108 @@
+"""The database schema, in SQLAlchemy Core. Migrations in migrations/ create it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+UTC = sa.DateTime(timezone=True)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("consent_source", sa.String(200)),
+    sa.Column("consent_at", UTC),
+    sa.Column("consent_ip", sa.String(64)),
+    sa.Column("consent_user_agent", sa.String(400)),
+    sa.Column("created_at", UTC, nullable=False),
+    sa.Column("updated_at", UTC, nullable=False),
+    sa.Index("ix_subscribers_status_id", "status", "id"),
+)
+
+status_changes = sa.Table(
+    "status_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("old_status", sa.String(16)),
+    sa.Column("new_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("at", UTC, nullable=False),
+)
+
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("erased_at", UTC, nullable=False),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("slug", sa.String(100), nullable=False, unique=True),
+    sa.Column("subject", sa.String(500), nullable=False),
+    sa.Column("created_at", UTC, nullable=False),
+)
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_expires", UTC),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("provider_message_id", sa.String(200)),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", UTC, nullable=False),
+    sa.UniqueConstraint("issue_id", "seq", name="uq_batches_issue_seq"),
+    sa.Index("ix_batches_issue_state", "issue_id", "state"),
+)
+
+recipients = sa.Table(
+    "recipients",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("batch_seq", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message_id", sa.String(200)),
+    sa.Column("error", sa.String(500)),
+    sa.Column("updated_at", UTC),
+    sa.Index("ix_recipients_batch", "issue_id", "batch_seq"),
+    sa.Index("ix_recipients_subscriber", "subscriber_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("provider_event_id", sa.String(200), unique=True),
+    sa.Column("issue_id", sa.Integer, index=True),
+    sa.Column("subscriber_id", sa.Integer, index=True),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("at", UTC, nullable=False),
+    sa.Column("url", sa.Text),
+    sa.Column("data", sa.JSON),
+)
