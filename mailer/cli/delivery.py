@@ -1,1 +1,169 @@
-"""Commands: delivery."""
+"""mailer send, mailer status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailer.cli import EXIT_ERROR, EXIT_PARTIAL, Obj, cli, pass_obj
+
+
+@cli.command()
+@click.argument("issue", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Send without asking for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Do everything but send; record nothing.")
+@click.option(
+    "--test",
+    "tests",
+    multiple=True,
+    metavar="EMAIL",
+    help="Send a [TEST] copy to EMAIL only (repeatable).",
+)
+@click.option(
+    "--retry-ambiguous", is_flag=True, help="Resend recipients whose delivery is unknown."
+)
+@click.option("--retry-failed", is_flag=True, help="Resend recipients whose delivery failed.")
+@pass_obj
+def send(
+    obj: Obj,
+    issue: Path,
+    yes: bool,
+    dry_run: bool,
+    tests: tuple[str, ...],
+    retry_ambiguous: bool,
+    retry_failed: bool,
+) -> None:
+    """Send an issue to every active subscriber, resuming where a previous run stopped.
+
+    Nobody gets the same issue twice: the delivery ledger records every recipient.
+
+    \b
+    Example:
+      mailer send issues/2026-11-20-weekly.md --test me@example.com
+      mailer send issues/2026-11-20-weekly.md --yes
+    """
+    from mailer.delivery import send as core
+    from mailer.models import RecipientState
+
+    settings = obj.settings()
+    if tests:
+        result = core.send_test(settings, issue, list(tests))
+        click.echo(f"sent {result.sent} test message(s) via {settings.provider}")
+        sys.exit(0 if result.sent == len(tests) else EXIT_PARTIAL)
+    if retry_ambiguous and retry_failed:
+        raise click.UsageError("use --retry-ambiguous or --retry-failed, one at a time")
+    retry = (
+        RecipientState.AMBIGUOUS
+        if retry_ambiguous
+        else RecipientState.FAILED
+        if retry_failed
+        else None
+    )
+    plan = core.plan(settings, issue, retry, dry_run)
+    subject = plan.rendered.issue.subject
+    for warning in plan.rendered.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if plan.finished:
+        _finished(plan.counts, plan.slug)
+        return
+    verb = "resume" if plan.issue_id is not None else "send"
+    click.echo(f"{verb} {plan.slug!r}: {subject}")
+    click.echo(f"  {plan.recipients} recipients via {settings.provider}")
+    if dry_run:
+        click.echo("dry run: nothing sent, nothing recorded")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("refusing to send without confirmation: pass --yes")
+        click.confirm("Send now?", abort=True)
+    result = _run_with_progress(core, plan)
+    click.echo(
+        f"sent {result.sent}, failed {result.failed}, ambiguous {result.ambiguous} "
+        f"in {result.elapsed:.1f}s"
+    )
+    counts = core.status(settings, plan.slug)
+    if result.stopped:
+        click.echo(f"Error: stopped: {result.stopped}", err=True)
+    if counts["ambiguous"] or counts["failed"]:
+        click.echo(
+            f"{counts['failed']} failed, {counts['ambiguous']} ambiguous: see 'mailer status {issue}'",
+            err=True,
+        )
+        sys.exit(EXIT_PARTIAL)
+    if result.stopped:
+        sys.exit(EXIT_ERROR)
+    click.echo(f"done: {counts['sent']} of {counts['recipients']} recipients sent")
+
+
+def _run_with_progress(core: Any, plan: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f}/s failed {task.fields[failed]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("send", total=plan.recipients, rate=0.0, failed=0)
+        failed = 0
+
+        def on_progress(outcome: Any) -> None:
+            nonlocal failed
+            failed += len(outcome.failed) + len(outcome.ambiguous)
+            progress.advance(task, len(outcome.sent) + len(outcome.failed) + len(outcome.ambiguous))
+            t = progress.tasks[0]
+            progress.update(
+                task, rate=(t.completed / t.elapsed) if t.elapsed else 0.0, failed=failed
+            )
+
+        return core.run(plan, on_progress)
+
+
+def _finished(counts: dict[str, int], slug: str) -> None:
+    click.echo(f"{slug!r} was already sent: {counts['sent']} sent, nothing left to send")
+    if counts["ambiguous"] or counts["failed"]:
+        click.echo(
+            f"{counts['failed']} failed, {counts['ambiguous']} ambiguous: "
+            "see 'mailer status', then --retry-failed or --retry-ambiguous",
+            err=True,
+        )
+        sys.exit(EXIT_PARTIAL)
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_obj
+def status(obj: Obj, issue: str, as_json: bool) -> None:
+    """Delivery ledger counts for an issue (its file or its slug).
+
+    \b
+    Example:
+      mailer status issues/2026-11-20-weekly.md --json
+    """
+    from mailer.delivery import send as core
+
+    report = core.status(obj.settings(), issue)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        return
+    click.echo(f"{report['slug']}: {report['subject']}")
+    for key in ("recipients", "sent", "pending", "failed", "ambiguous", "skipped"):
+        click.echo(f"  {key:<10} {report[key]}")
+    for label, key in (("ambiguous", "ambiguous_recipients"), ("failed", "failed_recipients")):
+        for r in report[key]:
+            click.echo(f"  {label}: batch {r['batch_seq']} {r['email']}: {r['error'] or ''}")
+    if report["ambiguous"]:
+        click.echo("  resend ambiguous ones on purpose with: mailer send ISSUE --retry-ambiguous")

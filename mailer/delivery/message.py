@@ -49,6 +49,14 @@ def header_line(name: str, value: str) -> bytes:
     return msg.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n"
 
 
+def list_headers(unsubscribe_url: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers every message carries, whichever provider sends it."""
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
 def address(name: str, addr: str) -> str:
     return email.utils.formataddr((name, addr)) if name else addr
 
@@ -65,6 +73,7 @@ class MessageFactory:
         html_sample: str,
     ) -> None:
         self.domain = settings.from_email.rpartition("@")[2] or "localhost"
+        self.issue_headers = {"List-Id": f"{settings.display_name} <{settings.effective_list_id}>"}
         self.issue_key = issue_key
         self.text_part = Part("text/plain", choose_encoding(text_sample))
         self.html_part = Part("text/html", choose_encoding(html_sample))
@@ -74,8 +83,7 @@ class MessageFactory:
         common = [
             header_line("From", address(settings.from_name, settings.from_email)),
             header_line("Subject", subject),
-            header_line("List-Id", f"{settings.display_name} <{settings.effective_list_id}>"),
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            *(header_line(k, v) for k, v in self.issue_headers.items()),
             b"MIME-Version: 1.0\r\n",
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
         ]
@@ -103,7 +111,10 @@ class MessageFactory:
                 to,
                 b"Date: " + email.utils.formatdate(date or time.time()).encode() + b"\r\n",
                 b"Message-ID: " + (message_id or self.message_id(recipient)).encode() + b"\r\n",
-                b"List-Unsubscribe: <" + unsubscribe_url.encode("ascii") + b">\r\n",
+                *(
+                    f"{k}: {v}\r\n".encode("ascii")
+                    for k, v in list_headers(unsubscribe_url).items()
+                ),
             ]
         )
         b = self.boundary.encode()

@@ -1,0 +1,152 @@
+"""SMTP: kept connections (one per worker), STARTTLS / implicit TLS / none, retries on 4xx.
+
+Each message is sent as MAIL, RCPT, DATA by hand rather than through sendmail(), because
+the difference matters: a failure before DATA means the server has nothing and we may try
+again; a failure during DATA means it may have the message, so it is ambiguous.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+import ssl
+import time
+from collections.abc import Sequence
+
+from mailer.config import Settings
+from mailer.errors import DeliveryError
+from mailer.models import Outcome, Recipient
+from mailer.providers import Job, TransientError
+
+RETRIES = 3
+BACKOFF = 0.5  # seconds, doubled per attempt
+_ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+class _Retry(Exception):
+    """A 4xx reply or a dropped connection before DATA: safe to try again."""
+
+
+class SmtpProvider:
+    name = "smtp"
+
+    def __init__(self, settings: Settings) -> None:
+        settings.require("smtp_host")
+        self.settings = settings
+        self.group_size = 50
+
+    def session(self) -> SmtpSession:
+        return SmtpSession(self.settings)
+
+
+class SmtpSession:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.conn: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.s
+        where = f"{s.smtp_host}:{s.smtp_port}"
+        try:
+            if s.smtp_security == "ssl":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.smtp_host,
+                    s.smtp_port,
+                    timeout=s.smtp_timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+                if s.smtp_security == "starttls":
+                    conn.starttls(context=ssl.create_default_context())
+            conn.ehlo_or_helo_if_needed()
+            if s.smtp_username:
+                conn.login(s.smtp_username, s.smtp_password)
+        except smtplib.SMTPAuthenticationError as e:
+            raise DeliveryError(
+                f"SMTP server {where} refused the login for {s.smtp_username!r} ({e.smtp_code}); "
+                "check smtp_username and smtp_password"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise DeliveryError(
+                f"SMTP server {where} does not offer STARTTLS; set smtp_security to 'ssl' or 'none'"
+            ) from None
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransientError(f"cannot connect to SMTP server {where}: {e}") from None
+        return conn
+
+    def send(self, job: Job, group: Sequence[Recipient]) -> Outcome:
+        outcome = Outcome()
+        sender = self.s.from_email
+        for r in group:
+            message = job.personalizer.message(r)
+            mid = job.personalizer.factory.message_id(r)
+            for attempt in range(RETRIES + 1):
+                try:
+                    self._one(sender, r, message, outcome, mid)
+                    break
+                except _Retry as e:
+                    if attempt == RETRIES:
+                        outcome.failed[r.subscriber_id] = f"temporary failure, gave up: {e}"
+                    else:
+                        time.sleep(BACKOFF * 2**attempt)
+        return outcome
+
+    def _one(self, sender: str, r: Recipient, message: bytes, outcome: Outcome, mid: str) -> None:
+        sid = r.subscriber_id
+        try:
+            if self.conn is None:
+                self.conn = self._connect()
+            conn = self.conn
+            code, reply = conn.mail(sender)
+            if code != 250:
+                self._refused(code, reply, sid, outcome, "MAIL FROM")
+                return
+            code, reply = conn.rcpt(r.email)
+            if code not in (250, 251):
+                self._refused(code, reply, sid, outcome, "RCPT TO")
+                return
+        except (smtplib.SMTPServerDisconnected, OSError) as e:
+            self._drop()
+            raise _Retry(f"connection lost before DATA ({e})") from None
+        try:
+            code, reply = conn.data(message)
+        except smtplib.SMTPDataError as e:
+            self._refused(e.smtp_code, e.smtp_error, sid, outcome, "DATA")
+            return
+        except (smtplib.SMTPException, OSError) as e:
+            # The server may have the whole message: never resend it silently.
+            self._drop()
+            outcome.ambiguous[sid] = f"connection lost during DATA ({e})"
+            return
+        if code == 250:
+            outcome.sent[sid] = mid
+        else:
+            self._refused(code, reply, sid, outcome, "end of DATA")
+
+    def _refused(self, code: int, reply: bytes, sid: int, outcome: Outcome, stage: str) -> None:
+        text = reply.decode("utf-8", "replace")
+        try:
+            if self.conn is not None:
+                self.conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+        if 400 <= code < 500:
+            raise _Retry(f"{code} {text}")
+        outcome.failed[sid] = f"{stage}: {code} {text}"[:500]
+        m = _ENHANCED.search(reply)
+        if code >= 500 and m and m.group(1) == b"5" and m.group(2) == b"1":
+            outcome.bounced.add(sid)  # 5.1.x: the address does not exist
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self.conn.close()
+        self.conn = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self.conn.quit()
+            self._drop()
