@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mailer.cli import cli, register
+from mailer.config import Settings, load_settings
+from mailer.project import init_project
+
+register()
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "samples"
+PG_URL = os.environ.get("MAILER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MAILER_* setting from the developer's shell may leak into a test."""
+    for key in list(os.environ):
+        if key.startswith("MAILER_") and key not in ("MAILER_REQUIRE_POSTGRES", "MAILER_REQUIRE_BROWSER", "MAILER_TEST_POSTGRES"):
+            monkeypatch.delenv(key)
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+
+
+@pytest.fixture
+def sample_issue() -> Path:
+    path = SAMPLES / "ai-daily-digest.md"
+    if not path.exists():
+        pytest.skip(f"the shared sample issue is not at {path}")
+    return path
+
+
+def _postgres_available() -> str | None:
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as e:  # any reason at all: say it
+        return f"PostgreSQL at {PG_URL} is not reachable ({type(e).__name__}: {str(e).splitlines()[0]})"
+
+
+_PG_PROBLEM: list[str | None] = []
+
+
+def postgres_url() -> Iterator[str]:
+    if not _PG_PROBLEM:
+        _PG_PROBLEM.append(_postgres_available())
+    problem = _PG_PROBLEM[0]
+    if problem:
+        if os.environ.get("MAILER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{problem}, and MAILER_REQUIRE_POSTGRES=1")
+        pytest.skip(f"{problem}; set MAILER_REQUIRE_POSTGRES=1 to make this an error")
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every store test runs on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailer.db'}"
+    else:
+        yield from postgres_url()
+
+
+def make_project(tmp_path: Path, db_url: str) -> Path:
+    """A scaffolded project with settings complete enough to send."""
+    root = tmp_path / "letter"
+    init_project(root)
+    toml = root / "mailer.toml"
+    text = toml.read_text()
+    text = text.replace('database_url = "sqlite:///mailer.db"', f'database_url = "{db_url}"')
+    text = text.replace('base_url = "http://127.0.0.1:8000"', 'base_url = "https://news.example.com"')
+    toml.write_text(text)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, db_url: str) -> Path:
+    return make_project(tmp_path, db_url)
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path) -> Path:
+    """For tests whose subject is not the store: SQLite only."""
+    return make_project(tmp_path, f"sqlite:///{tmp_path / 'mailer.db'}")
+
+
+@pytest.fixture
+def settings(project: Path) -> Settings:
+    return load_settings(project)
+
+
+class Cli:
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        return self.runner.invoke(cli, ["--project", str(self.project), *args], input=input, env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def run(project: Path) -> Cli:
+    return Cli(project)
+
+
+def write(path: Path, text: str, **kw: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=kw.get("encoding", "utf-8"))
+    return path
+
+
+@pytest.fixture
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("MAILER_REQUIRE_BROWSER") == "1":
+            pytest.fail("no chromium on PATH, and MAILER_REQUIRE_BROWSER=1 (apt-get install chromium)")
+        pytest.skip("no chromium on PATH (apt-get install chromium); set MAILER_REQUIRE_BROWSER=1 to make this an error")
+    return exe
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(chromium: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
