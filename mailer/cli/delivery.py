@@ -64,6 +64,7 @@ def send(
         else None
     )
     plan = core.plan(settings, issue, retry, dry_run)
+    click.get_current_context().call_on_close(plan.store.close)
     subject = plan.rendered.issue.subject
     for warning in plan.rendered.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -85,7 +86,7 @@ def send(
         f"sent {result.sent}, failed {result.failed}, ambiguous {result.ambiguous} "
         f"in {result.elapsed:.1f}s"
     )
-    counts = core.status(settings, plan.slug)
+    counts = core._status(plan.store, plan.slug)
     if result.stopped:
         click.echo(f"Error: stopped: {result.stopped}", err=True)
     if counts["ambiguous"] or counts["failed"]:

@@ -15,7 +15,9 @@ STATUS = click.Choice(["active", "pending", "unsubscribed", "bounced", "complain
 def _store(obj: Obj):  # type: ignore[no-untyped-def]
     from mailer.store import open_store
 
-    return open_store(obj.settings())
+    store = open_store(obj.settings())
+    click.get_current_context().call_on_close(store.close)
+    return store
 
 
 @cli.group()
@@ -248,7 +250,10 @@ def upgrade(obj: Obj) -> None:
 
     settings = obj.settings()
     engine = store_db.create_engine(settings.resolved_database_url)
-    start = store_db.upgrade(engine)
+    try:
+        start = store_db.upgrade(engine)
+    finally:
+        engine.dispose()
     if start == store_db.HEAD:
         click.echo(f"schema already at {store_db.HEAD}")
     else:

@@ -64,7 +64,8 @@ def build_issue(
     if as_email:
         from mailer.store import open_store
 
-        recipient = open_store(settings).subscribers.recipient(as_email)
+        with open_store(settings) as store:
+            recipient = store.subscribers.recipient(as_email)
     html, text, _ = Personalizer(settings, rendered, issue_id=0).parts(recipient)
     size = len(html.encode("utf-8"))
     result = BuildResult(subject=rendered.issue.subject, warnings=list(rendered.warnings))

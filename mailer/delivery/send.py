@@ -107,7 +107,11 @@ def send_test(settings: Settings, path: Path, emails: list[str]) -> RunResult:
 
 
 def status(settings: Settings, slug_or_path: str) -> dict[str, Any]:
-    store = open_store(settings)
+    with open_store(settings) as store:
+        return _status(store, slug_or_path)
+
+
+def _status(store: Store, slug_or_path: str) -> dict[str, Any]:
     slug = slug_or_path
     if Path(slug_or_path).is_file():
         slug = load_issue(Path(slug_or_path)).slug

@@ -20,6 +20,15 @@ class Store:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def subscribers(self) -> Subscribers:
         from mailer.store.subscribers import Subscribers
@@ -45,7 +54,11 @@ def open_url(url: str, migrate: bool = True) -> Store:
         if migrate:
             db.upgrade(engine)
     except sa.exc.OperationalError as e:
+        engine.dispose()
         raise StoreError(f"cannot open the database at {_safe(url)}: {db._reason(e)}") from None
+    except BaseException:
+        engine.dispose()
+        raise
     return Store(engine)
 
 

@@ -47,7 +47,7 @@ def current_revision(engine: sa.Engine) -> str | None:
             if not sa.inspect(conn).has_table("alembic_version"):
                 return None
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-    except sa.exc.OperationalError as e:
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
         raise StoreError(f"cannot open the database: {_reason(e)}") from None
 
 
