@@ -23,7 +23,11 @@ PG_URL = os.environ.get("MAILER_TEST_POSTGRES", "postgresql+psycopg://postgres@1
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No MAILER_* setting from the developer's shell may leak into a test."""
     for key in list(os.environ):
-        if key.startswith("MAILER_") and key not in ("MAILER_REQUIRE_POSTGRES", "MAILER_REQUIRE_BROWSER", "MAILER_TEST_POSTGRES"):
+        if key.startswith("MAILER_") and key not in (
+            "MAILER_REQUIRE_POSTGRES",
+            "MAILER_REQUIRE_BROWSER",
+            "MAILER_TEST_POSTGRES",
+        ):
             monkeypatch.delenv(key)
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
 
@@ -40,7 +44,7 @@ def _postgres_available() -> str | None:
     try:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3}, poolclass=sa.NullPool)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
@@ -63,7 +67,7 @@ def postgres_url() -> Iterator[str]:
     import sqlalchemy as sa
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
+    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
@@ -90,7 +94,9 @@ def make_project(tmp_path: Path, db_url: str) -> Path:
     toml = root / "mailer.toml"
     text = toml.read_text()
     text = text.replace('database_url = "sqlite:///mailer.db"', f'database_url = "{db_url}"')
-    text = text.replace('base_url = "http://127.0.0.1:8000"', 'base_url = "https://news.example.com"')
+    text = text.replace(
+        'base_url = "http://127.0.0.1:8000"', 'base_url = "https://news.example.com"'
+    )
     toml.write_text(text)
     return root
 
@@ -116,8 +122,16 @@ class Cli:
         self.project = project
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-        return self.runner.invoke(cli, ["--project", str(self.project), *args], input=input, env=env, catch_exceptions=False)
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        return self.runner.invoke(
+            cli,
+            ["--project", str(self.project), *args],
+            input=input,
+            env=env,
+            catch_exceptions=False,
+        )
 
 
 @pytest.fixture
@@ -136,8 +150,12 @@ def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         if os.environ.get("MAILER_REQUIRE_BROWSER") == "1":
-            pytest.fail("no chromium on PATH, and MAILER_REQUIRE_BROWSER=1 (apt-get install chromium)")
-        pytest.skip("no chromium on PATH (apt-get install chromium); set MAILER_REQUIRE_BROWSER=1 to make this an error")
+            pytest.fail(
+                "no chromium on PATH, and MAILER_REQUIRE_BROWSER=1 (apt-get install chromium)"
+            )
+        pytest.skip(
+            "no chromium on PATH (apt-get install chromium); set MAILER_REQUIRE_BROWSER=1 to make this an error"
+        )
     return exe
 
 

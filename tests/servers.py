@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -36,7 +37,9 @@ class RecordingHandler:
         self.behaviour = SmtpBehaviour()
         self.logins: list[str] = []
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         local = address.split("@")[0]
         if local.startswith("dead-"):
             return "550 5.1.1 No such user here"
@@ -63,6 +66,12 @@ class RecordingHandler:
         return [email.message_from_bytes(m, policy=email.policy.default) for m in self.messages]  # type: ignore[misc]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class SmtpServer:
     def __init__(self, keep_messages: bool = True, auth: tuple[str, str] | None = None) -> None:
         self.handler = RecordingHandler(keep_messages)
@@ -70,14 +79,17 @@ class SmtpServer:
         if auth is not None:
             user, password = auth
 
-            def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+            def authenticator(
+                server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+            ) -> Any:
                 from aiosmtpd.smtp import AuthResult
 
                 ok = data.login.decode() == user and data.password.decode() == password
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, handled=False)
 
             kwargs = {"authenticator": authenticator, "auth_require_tls": False}
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=0, server_kwargs=kwargs)
+        self.port = free_port()  # aiosmtpd's Controller cannot itself listen on port 0
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()
@@ -85,10 +97,7 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
-
-    @property
-    def port(self) -> int:
-        return int(self.controller.server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self.controller.loop.close()  # aiosmtpd leaves its loop open
 
 
 class SendGridState:
@@ -118,13 +127,19 @@ def validate_mail_send(body: Any) -> list[dict[str, str]]:
         ps = []
     for i, p in enumerate(ps):
         to = p.get("to")
-        if not isinstance(to, list) or not to or not all("@" in str(t.get("email", "")) for t in to):
+        if (
+            not isinstance(to, list)
+            or not to
+            or not all("@" in str(t.get("email", "")) for t in to)
+        ):
             errors.append({"field": f"personalizations.{i}.to", "message": "invalid to"})
         subs = json.dumps(p.get("substitutions", {}))
         if len(subs) > 10000:
             errors.append({"field": f"personalizations.{i}.substitutions", "message": "too large"})
     if not isinstance(body.get("from"), dict) or "@" not in str(body["from"].get("email", "")):
-        errors.append({"field": "from.email", "message": "The from email does not contain a valid address."})
+        errors.append(
+            {"field": "from.email", "message": "The from email does not contain a valid address."}
+        )
     if not body.get("subject"):
         errors.append({"field": "subject", "message": "The subject is required."})
     content = body.get("content") or []
@@ -152,7 +167,17 @@ def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
 
         def _authorized(self) -> bool:
             if self.headers.get("Authorization") != f"Bearer {state.api_key}":
-                self._json(401, {"errors": [{"field": None, "message": "The provided authorization grant is invalid, expired, or revoked"}]})
+                self._json(
+                    401,
+                    {
+                        "errors": [
+                            {
+                                "field": None,
+                                "message": "The provided authorization grant is invalid, expired, or revoked",
+                            }
+                        ]
+                    },
+                )
                 return False
             return True
 
@@ -176,9 +201,15 @@ def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             if answer == "429":
-                self._json(429, {"errors": [{"message": "too many requests"}]},
-                           {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
-                            "X-RateLimit-Reset": str(int(time.time()) + 1)})
+                self._json(
+                    429,
+                    {"errors": [{"message": "too many requests"}]},
+                    {
+                        "X-RateLimit-Limit": "600",
+                        "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": str(int(time.time()) + 1),
+                    },
+                )
                 return
             if answer in ("500", "503"):
                 self._json(int(answer), {"errors": [{"message": "internal error"}]})
@@ -190,7 +221,18 @@ def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
                 return
             errors = validate_mail_send(body)
             if errors or answer == "400":
-                self._json(400, {"errors": errors or [{"field": "from.email", "message": "The from address does not match a verified Sender Identity."}]})
+                self._json(
+                    400,
+                    {
+                        "errors": errors
+                        or [
+                            {
+                                "field": "from.email",
+                                "message": "The from address does not match a verified Sender Identity.",
+                            }
+                        ]
+                    },
+                )
                 return
             mid = self._accept(raw, body)
             self._json(202, None, {"X-Message-Id": mid})
@@ -199,7 +241,9 @@ def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
             body = body if body is not None else json.loads(raw)
             with state.lock:
                 mid = f"sg{len(state.requests):06d}"
-                state.requests.append(body if state.keep_bodies else {"n": len(body["personalizations"])})
+                state.requests.append(
+                    body if state.keep_bodies else {"n": len(body["personalizations"])}
+                )
                 for p in body["personalizations"]:
                     for t in p["to"]:
                         state.delivered[t["email"].lower()] += 1

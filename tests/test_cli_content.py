@@ -22,7 +22,13 @@ def test_init_scaffolds_and_never_overwrites(tmp_path: Path) -> None:
     target = tmp_path / "new"
     result = runner.invoke(cli, ["init", str(target)])
     assert result.exit_code == 0, result.output
-    for name in ("mailer.toml", "templates/newsletter.mjml.j2", "templates/newsletter.txt.j2", "issues/2026-11-20-weekly.md", "subscribers.csv.example"):
+    for name in (
+        "mailer.toml",
+        "templates/newsletter.mjml.j2",
+        "templates/newsletter.txt.j2",
+        "issues/2026-11-20-weekly.md",
+        "subscribers.csv.example",
+    ):
         assert (target / name).is_file(), name
     toml = (target / "mailer.toml").read_text()
     assert 'secret_key = "' in toml and "{secret_key}" not in toml
@@ -32,12 +38,14 @@ def test_init_scaffolds_and_never_overwrites(tmp_path: Path) -> None:
     assert (target / "templates" / "email.css").read_text() == "/* mine */"
     assert (target / "mailer.toml").read_text() == toml
     assert f"kept    {target / 'mailer.toml'} (exists)" in again.output
-    other = (tmp_path / "other")
+    other = tmp_path / "other"
     runner.invoke(cli, ["init", str(other)])
     assert (other / "mailer.toml").read_text() != toml  # a fresh secret per project
 
 
-def test_build_writes_html_and_text_and_reports(run: Cli, sqlite_project: Path, tmp_path: Path) -> None:
+def test_build_writes_html_and_text_and_reports(
+    run: Cli, sqlite_project: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     result = run("build", str(sqlite_project / "issues" / "2026-11-20-weekly.md"), "-o", str(out))
     assert result.exit_code == 0, result.output
@@ -57,21 +65,35 @@ def test_build_sample_is_under_gmail_limit(run: Cli, sample_issue: Path, tmp_pat
     html = (tmp_path / "ai-daily-digest.html").read_text()
     text = (tmp_path / "ai-daily-digest.txt").read_text()
     assert len(html.encode()) < 102 * 1024
-    for url in ("https://openai.com/index/introducing-gpt-5-3-codex-spark/", "https://theshamblog.com/an-ai-agent-published-a-hit-piece-on-me/", "https://news.ycombinator.com/item?id=46991591"):
+    for url in (
+        "https://openai.com/index/introducing-gpt-5-3-codex-spark/",
+        "https://theshamblog.com/an-ai-agent-published-a-hit-piece-on-me/",
+        "https://news.ycombinator.com/item?id=46991591",
+    ):
         assert url in text
         assert url in html.replace("&amp;", "&")
 
 
 def test_build_refuses_html_gmail_would_clip(run: Cli, tmp_path: Path) -> None:
-    issue = write(tmp_path / "huge.md", "# Huge\n\n" + "".join(f"- **item {i}** [link](https://example.com/{i})\n" for i in range(2500)))
+    issue = write(
+        tmp_path / "huge.md",
+        "# Huge\n\n"
+        + "".join(f"- **item {i}** [link](https://example.com/{i})\n" for i in range(2500)),
+    )
     result = run("build", str(issue), "-o", str(tmp_path / "out"))
     assert result.exit_code == 1
-    assert "over Gmail's 102 KB clipping limit; shorten the issue or split it in two" in result.output
+    assert (
+        "over Gmail's 102 KB clipping limit; shorten the issue or split it in two" in result.output
+    )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_build_warns_when_close_to_the_limit(run: Cli, tmp_path: Path) -> None:
-    issue = write(tmp_path / "big.md", "# Big\n\n" + "".join(f"- **item {i}** [link](https://example.com/{i})\n" for i in range(330)))
+    issue = write(
+        tmp_path / "big.md",
+        "# Big\n\n"
+        + "".join(f"- **item {i}** [link](https://example.com/{i})\n" for i in range(330)),
+    )
     result = run("build", str(issue), "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     assert "close to Gmail's 102 KB clipping limit" in result.output
@@ -91,12 +113,16 @@ def test_build_errors_are_one_line(run: Cli, tmp_path: Path, setup: Any, expecte
     assert result.output == expected.format(path=path)
 
 
-def test_build_template_error_leaves_no_files(run: Cli, sqlite_project: Path, tmp_path: Path) -> None:
+def test_build_template_error_leaves_no_files(
+    run: Cli, sqlite_project: Path, tmp_path: Path
+) -> None:
     (sqlite_project / "templates" / "newsletter.txt.j2").write_text("{{ content }\n")
     out = tmp_path / "out"
     result = run("build", str(sqlite_project / "issues" / "2026-11-20-weekly.md"), "-o", str(out))
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: {sqlite_project / 'templates' / 'newsletter.txt.j2'}:1: template syntax error")
+    assert result.output.startswith(
+        f"Error: {sqlite_project / 'templates' / 'newsletter.txt.j2'}:1: template syntax error"
+    )
     assert "Traceback" not in result.output
     assert not out.exists()
 
@@ -106,23 +132,39 @@ def test_help_lists_every_command_with_an_example() -> None:
     top = runner.invoke(cli, ["--help"]).output
     for name in ("init", "build", "preview", "subscribers", "send", "status", "serve"):
         assert f"  {name}" in top, name
-    for args in (["build"], ["send"], ["status"], ["subscribers", "import"], ["serve"], ["preview"], ["init"]):
+    for args in (
+        ["build"],
+        ["send"],
+        ["status"],
+        ["subscribers", "import"],
+        ["serve"],
+        ["preview"],
+        ["init"],
+    ):
         assert "Example:" in runner.invoke(cli, [*args, "--help"]).output, args
 
 
 @pytest.mark.browser
-def test_built_email_fits_phone_and_desktop(run: Cli, sample_issue: Path, sqlite_project: Path, tmp_path: Path, browser: Any) -> None:
+def test_built_email_fits_phone_and_desktop(
+    run: Cli, sample_issue: Path, sqlite_project: Path, tmp_path: Path, browser: Any
+) -> None:
     for issue in (sample_issue, sqlite_project / "issues" / "2026-11-20-weekly.md"):
         assert run("build", str(issue), "-o", str(tmp_path)).exit_code == 0
-        page_url = (tmp_path / f"{'ai-daily-digest' if issue == sample_issue else '2026-11-20-weekly'}.html").as_uri()
+        page_url = (
+            tmp_path / f"{'ai-daily-digest' if issue == sample_issue else '2026-11-20-weekly'}.html"
+        ).as_uri()
         phone = browser.new_page(viewport={"width": 375, "height": 800})
         phone.goto(page_url)
         scroll_width = phone.evaluate("document.documentElement.scrollWidth")
         assert scroll_width <= 375, f"horizontal scroll on a phone: {scroll_width}px"
         desk = browser.new_page(viewport={"width": 1024, "height": 800})
         desk.goto(page_url)
-        width = desk.evaluate("document.querySelector('.mailer-content').getBoundingClientRect().width")
-        column = desk.evaluate("document.querySelector('.mailer-content').closest('div[style*=\"max-width:600px\"]').getBoundingClientRect().width")
+        width = desk.evaluate(
+            "document.querySelector('.mailer-content').getBoundingClientRect().width"
+        )
+        column = desk.evaluate(
+            "document.querySelector('.mailer-content').closest('div[style*=\"max-width:600px\"]').getBoundingClientRect().width"
+        )
         assert 560 <= width <= 600 and column == 600, (width, column)
         desk.screenshot(path=str(tmp_path / "desktop.png"))
         phone.close()

@@ -50,14 +50,24 @@ def renderer(settings: Settings) -> Renderer:
 
 
 def test_front_matter_sets_subject_preheader_date_slug(tmp_path: Path) -> None:
-    path = write(tmp_path / "x.md", "---\nsubject: Hello\npreheader: Pre\ndate: 2026-01-02\nslug: my-slug\n---\n# Other\n\nBody\n")
+    path = write(
+        tmp_path / "x.md",
+        "---\nsubject: Hello\npreheader: Pre\ndate: 2026-01-02\nslug: my-slug\n---\n# Other\n\nBody\n",
+    )
     issue = load_issue(path)
-    assert (issue.subject, issue.preheader, issue.date, issue.slug) == ("Hello", "Pre", "2026-01-02", "my-slug")
+    assert (issue.subject, issue.preheader, issue.date, issue.slug) == (
+        "Hello",
+        "Pre",
+        "2026-01-02",
+        "my-slug",
+    )
     assert issue.body.startswith("# Other")
 
 
 def test_without_front_matter_subject_is_first_heading_text(tmp_path: Path) -> None:
-    issue = load_issue(write(tmp_path / "2026-05-01 weekly.md", "intro para\n\n### A **bold** `code` title\n"))
+    issue = load_issue(
+        write(tmp_path / "2026-05-01 weekly.md", "intro para\n\n### A **bold** `code` title\n")
+    )
     assert issue.subject == "A bold code title"
     assert issue.preheader == "intro para"
     assert issue.slug == "2026-05-01-weekly"
@@ -127,13 +137,20 @@ def test_text_part_says_the_same_thing(renderer: Renderer, tmp_path: Path) -> No
 
 
 def test_names_cannot_inject_markup_or_break_lines(renderer: Renderer, tmp_path: Path) -> None:
-    src = (renderer.env.loader.searchpath[0])  # type: ignore[union-attr]
+    src = renderer.env.loader.searchpath[0]  # type: ignore[union-attr]
     tpl = Path(src) / "newsletter.mjml.j2"
-    tpl.write_text(tpl.read_text().replace("<mj-text css-class=\"mailer-content\">", "<mj-text css-class=\"mailer-content\"><p>Hi {{ name }}</p>"))
+    tpl.write_text(
+        tpl.read_text().replace(
+            '<mj-text css-class="mailer-content">',
+            '<mj-text css-class="mailer-content"><p>Hi {{ name }}</p>',
+        )
+    )
     txt = Path(src) / "newsletter.txt.j2"
     txt.write_text("Hi {{ name }}!\n" + txt.read_text())
     r = Renderer(renderer.settings).render(load_issue(write(tmp_path / "d.md", DIGEST)))
-    html, text = r.personalize('https://x.example/u/a"b', "a@example.com", "<script>alert(1)</script>\r\nBcc: x@evil")
+    html, text = r.personalize(
+        'https://x.example/u/a"b', "a@example.com", "<script>alert(1)</script>\r\nBcc: x@evil"
+    )
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'href="https://x.example/u/a&quot;b"' in html
@@ -141,7 +158,9 @@ def test_names_cannot_inject_markup_or_break_lines(renderer: Renderer, tmp_path:
     assert "\r" not in text
 
 
-def test_reserved_placeholder_text_in_an_issue_is_refused(renderer: Renderer, tmp_path: Path) -> None:
+def test_reserved_placeholder_text_in_an_issue_is_refused(
+    renderer: Renderer, tmp_path: Path
+) -> None:
     with pytest.raises(InputError, match="reserved text __MAILER_EMAIL__"):
         renderer.render(load_issue(write(tmp_path / "d.md", "# T\n\n__MAILER_EMAIL__\n")))
 
@@ -177,6 +196,8 @@ def test_mjml_error_names_the_template(settings: Settings, tmp_path: Path) -> No
 
 
 def test_project_templates_override_defaults(settings: Settings, tmp_path: Path) -> None:
-    (settings.project / "templates" / "newsletter.txt.j2").write_text("CUSTOM {{ content }}{{ unsubscribe_url }}\n")
+    (settings.project / "templates" / "newsletter.txt.j2").write_text(
+        "CUSTOM {{ content }}{{ unsubscribe_url }}\n"
+    )
     r = Renderer(settings).render(load_issue(write(tmp_path / "d.md", "# T\n\nbody\n")))
     assert r.text.template.startswith("CUSTOM T")

@@ -59,14 +59,17 @@ def test_uniqueness_is_case_insensitive(store: Store) -> None:
 
 
 def test_import_reports_every_row(store: Store, tmp_path: Path) -> None:
-    path = write(tmp_path / "list.csv", "\ufeffEMAIL;Name;Company\n"
-                 "ann@example.com;Ann;A Corp\n"
-                 "not-an-address;X;\n"
-                 "ANN@example.com;Ann again;\n"
-                 "bob@example.com;\"Bob\nSmith\";B Corp\n"
-                 "carl@example.com;Carl;C;extra\n"
-                 "Dee <dee@example.com>;Dee;\n"
-                 ";nobody;\n")
+    path = write(
+        tmp_path / "list.csv",
+        "\ufeffEMAIL;Name;Company\n"
+        "ann@example.com;Ann;A Corp\n"
+        "not-an-address;X;\n"
+        "ANN@example.com;Ann again;\n"
+        'bob@example.com;"Bob\nSmith";B Corp\n'
+        "carl@example.com;Carl;C;extra\n"
+        "Dee <dee@example.com>;Dee;\n"
+        ";nobody;\n",
+    )
     r = import_csv(store.engine, path)
     assert (r.rows, r.added, r.invalid, r.duplicates) == (7, 2, 4, 1)
     assert r.invalid_lines[0] == (3, "not-an-address: An email address must have an @-sign.")
@@ -80,12 +83,18 @@ def test_import_reports_every_row(store: Store, tmp_path: Path) -> None:
 
 
 def test_import_updates_but_never_reactivates(store: Store, tmp_path: Path) -> None:
-    write(tmp_path / "a.csv", "email,name\nann@example.com,Ann\nbob@example.com,Bob\ncat@example.com,Cat\n")
+    write(
+        tmp_path / "a.csv",
+        "email,name\nann@example.com,Ann\nbob@example.com,Bob\ncat@example.com,Cat\n",
+    )
     import_csv(store.engine, tmp_path / "a.csv")
     store.subscribers.unsubscribe("ann@example.com")
     bob = store.subscribers.require("bob@example.com")
     store.subscribers.set_status(bob.id, addresses_status("bounced"), "test")
-    write(tmp_path / "b.csv", "email,name\nann@example.com,Ann\nbob@example.com,Bobby\ncat@example.com,Catherine\ndan@example.com,Dan\n")
+    write(
+        tmp_path / "b.csv",
+        "email,name\nann@example.com,Ann\nbob@example.com,Bobby\ncat@example.com,Catherine\ndan@example.com,Dan\n",
+    )
     r = import_csv(store.engine, tmp_path / "b.csv")
     assert (r.added, r.updated, r.unchanged, r.left_alone) == (1, 1, 0, 2)
     assert store.subscribers.require("ann@example.com").status == "unsubscribed"
@@ -100,13 +109,18 @@ def addresses_status(value: str):  # type: ignore[no-untyped-def]
 
 
 def test_import_status_column_can_suppress_not_reactivate(store: Store, tmp_path: Path) -> None:
-    write(tmp_path / "a.csv", "email,status\nann@example.com,active\nbob@example.com,unsubscribed\n")
+    write(
+        tmp_path / "a.csv", "email,status\nann@example.com,active\nbob@example.com,unsubscribed\n"
+    )
     import_csv(store.engine, tmp_path / "a.csv")
     write(tmp_path / "b.csv", "email,status\nann@example.com,complained\nbob@example.com,active\n")
     import_csv(store.engine, tmp_path / "b.csv")
     assert store.subscribers.require("ann@example.com").status == "complained"
     assert store.subscribers.require("bob@example.com").status == "unsubscribed"
-    assert [h["new_status"] for h in store.subscribers.history(store.subscribers.require("ann@example.com").id)] == ["complained"]
+    assert [
+        h["new_status"]
+        for h in store.subscribers.history(store.subscribers.require("ann@example.com").id)
+    ] == ["complained"]
 
 
 def test_dry_run_writes_nothing(store: Store, tmp_path: Path) -> None:
@@ -116,10 +130,19 @@ def test_dry_run_writes_nothing(store: Store, tmp_path: Path) -> None:
     assert store.subscribers.count() == 0
 
 
-def test_a_failed_chunk_is_wholly_out(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = "".join(f"u{i}@example.com,{'unsubscribed' if i == 7 else 'active'}\n" for i in range(10))
+def test_a_failed_chunk_is_wholly_out(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = "".join(
+        f"u{i}@example.com,{'unsubscribed' if i == 7 else 'active'}\n" for i in range(10)
+    )
     write(tmp_path / "a.csv", "email,status\n" + rows)
-    write(tmp_path / "b.csv", "email,status\n" + "".join(f"u{i}@example.com,unsubscribed\n" for i in range(5)) + "".join(f"n{i}@example.com,active\n" for i in range(5)))
+    write(
+        tmp_path / "b.csv",
+        "email,status\n"
+        + "".join(f"u{i}@example.com,unsubscribed\n" for i in range(5))
+        + "".join(f"n{i}@example.com,active\n" for i in range(5)),
+    )
     import_csv(store.engine, tmp_path / "a.csv", chunk_size=5)
     import mailer.store.imports as imports
 
@@ -133,7 +156,12 @@ def test_a_failed_chunk_is_wholly_out(store: Store, tmp_path: Path, monkeypatch:
         return real(*args, **kw)
 
     monkeypatch.setattr(imports, "change_status", crash_in_second_chunk)
-    write(tmp_path / "c.csv", "email,status\n" + "".join(f"n{i}@example.com,active\n" for i in range(3)) + "".join(f"u{i}@example.com,unsubscribed\n" for i in range(6)))
+    write(
+        tmp_path / "c.csv",
+        "email,status\n"
+        + "".join(f"n{i}@example.com,active\n" for i in range(3))
+        + "".join(f"u{i}@example.com,unsubscribed\n" for i in range(6)),
+    )
     with pytest.raises(RuntimeError):
         import_csv(store.engine, tmp_path / "c.csv", chunk_size=5)
     # chunk 1 (n0..n2, u0, u1) committed; chunk 2 (u2..u5) rolled back as a whole
@@ -142,11 +170,16 @@ def test_a_failed_chunk_is_wholly_out(store: Store, tmp_path: Path, monkeypatch:
 
 
 def test_import_errors_name_the_fix(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no 'email' column in the header \\(mail, name\\); add a header"):
+    with pytest.raises(
+        InputError, match="no 'email' column in the header \\(mail, name\\); add a header"
+    ):
         import_csv(store.engine, write(tmp_path / "h.csv", "mail,name\nx@example.com,X\n"))
     latin = tmp_path / "latin.csv"
     latin.write_bytes("email,name\nzoe@example.com,Zoë\n".encode("cp1252"))
-    with pytest.raises(InputError, match=r"not UTF-8 \(byte 0xeb at offset 29\); it looks like CP1252: convert it with iconv -f CP1252"):
+    with pytest.raises(
+        InputError,
+        match=r"not UTF-8 \(byte 0xeb at offset 29\); it looks like CP1252: convert it with iconv -f CP1252",
+    ):
         import_csv(store.engine, latin)
     with pytest.raises(InputError, match="no such file"):
         import_csv(store.engine, tmp_path / "nope.csv")
@@ -158,7 +191,11 @@ def test_import_errors_name_the_fix(store: Store, tmp_path: Path) -> None:
 def test_huge_field_is_refused_and_the_rest_imported(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     with path.open("w") as f:
-        f.write("email,name\nann@example.com,Ann\nbob@example.com," + "x" * (10 << 20) + "\ncat@example.com,Cat\n")
+        f.write(
+            "email,name\nann@example.com,Ann\nbob@example.com,"
+            + "x" * (10 << 20)
+            + "\ncat@example.com,Cat\n"
+        )
     r = import_csv(store.engine, path)
     assert r.added == 2 and r.invalid == 1
     assert "field larger than field limit" in r.invalid_lines[0][1]
@@ -166,7 +203,10 @@ def test_huge_field_is_refused_and_the_rest_imported(store: Store, tmp_path: Pat
 
 
 def test_export_streams_and_round_trips(store: Store, tmp_path: Path, run_store_cli: Cli) -> None:
-    write(tmp_path / "a.csv", "email,name,city\nann@example.com,\"Doe, Ann\",Berlin\nli@example.cn,李雷,\n")
+    write(
+        tmp_path / "a.csv",
+        'email,name,city\nann@example.com,"Doe, Ann",Berlin\nli@example.cn,李雷,\n',
+    )
     import_csv(store.engine, tmp_path / "a.csv")
     out = tmp_path / "out.csv"
     result = run_store_cli("subscribers", "export", "-o", str(out))
@@ -184,7 +224,11 @@ def test_erase_forgets_and_blocks_re_import(store: Store, tmp_path: Path) -> Non
     store.subscribers.erase("ANN@example.com")
     assert store.subscribers.get("ann@example.com") is None
     with store.engine.connect() as conn:
-        dump = " ".join(str(r) for t in ("subscribers", "status_changes") for r in conn.execute(sa.text(f"SELECT * FROM {t}")))
+        dump = " ".join(
+            str(r)
+            for t in ("subscribers", "status_changes")
+            for r in conn.execute(sa.text(f"SELECT * FROM {t}"))
+        )
     assert "ann@" not in dump.lower()
     r = import_csv(store.engine, write(tmp_path / "a.csv", "email\nann@example.com\n"))
     assert r.erased == 1 and store.subscribers.count() == 0
@@ -195,8 +239,12 @@ def test_erase_forgets_and_blocks_re_import(store: Store, tmp_path: Path) -> Non
 
 
 @given(st.lists(st.lists(st.text(max_size=30), min_size=0, max_size=5), max_size=20))
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_arbitrary_csv_never_crashes(tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]]) -> None:
+@hsettings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_arbitrary_csv_never_crashes(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]]
+) -> None:
     tmp = tmp_path_factory.mktemp("prop")
     with open_url(f"sqlite:///{tmp / 'db.sqlite'}") as store:
         _check_import(store, tmp, rows)
@@ -214,7 +262,10 @@ def _check_import(store: Store, tmp: Path, rows: list[list[str]]) -> None:
         r = import_csv(store.engine, path)
     except InputError:
         return  # e.g. no rows at all: a clean, named error
-    assert r.added + r.updated + r.unchanged + r.invalid + r.duplicates + r.left_alone + r.erased == r.rows
+    assert (
+        r.added + r.updated + r.unchanged + r.invalid + r.duplicates + r.left_alone + r.erased
+        == r.rows
+    )
     assert store.subscribers.count() == r.added
 
 
@@ -228,7 +279,9 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 def test_newer_schema_is_refused(db_url: str) -> None:
     with open_url(db_url) as store, store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
-    with pytest.raises(StoreError, match=r"schema \(9999\) is newer than this mailer knows; upgrade mailer"):
+    with pytest.raises(
+        StoreError, match=r"schema \(9999\) is newer than this mailer knows; upgrade mailer"
+    ):
         open_url(db_url)
 
 
@@ -246,23 +299,42 @@ def run_store_cli(project: Path) -> Cli:
 def test_cli_subscribers_commands(run_store_cli: Cli, project: Path) -> None:
     run = run_store_cli
     r = run("subscribers", "import", str(project / "subscribers.csv.example"))
-    assert r.exit_code == 0 and r.output.startswith("5 rows: added 5, updated 0, unchanged 0, invalid 0, duplicates 0")
-    assert run("subscribers", "add", "new@example.com", "--name", "New").output == "added new@example.com\n"
+    assert r.exit_code == 0 and r.output.startswith(
+        "5 rows: added 5, updated 0, unchanged 0, invalid 0, duplicates 0"
+    )
+    assert (
+        run("subscribers", "add", "new@example.com", "--name", "New").output
+        == "added new@example.com\n"
+    )
     assert run("subscribers", "count").output == "6\n"
-    assert run("subscribers", "unsubscribe", "ada@example.com").output == "unsubscribed ada@example.com\n"
+    assert (
+        run("subscribers", "unsubscribe", "ada@example.com").output
+        == "unsubscribed ada@example.com\n"
+    )
     assert run("subscribers", "count", "--status", "active").output == "5\n"
-    listed = json.loads(run("subscribers", "list", "--status", "unsubscribed", "--format", "json").output)
+    listed = json.loads(
+        run("subscribers", "list", "--status", "unsubscribed", "--format", "json").output
+    )
     assert [s["email"] for s in listed] == ["ada@example.com"]
     assert "li.wei@example.cn" in run("subscribers", "list").output
     shown = run("subscribers", "show", "ada@example.com").output
     assert "status:   unsubscribed" in shown and "active -> unsubscribed  (cli)" in shown
     bad = run("subscribers", "add", "not an address")
-    assert bad.exit_code == 1 and bad.output.startswith("Error: invalid email address 'not an address':")
-    assert run("subscribers", "erase", "new@example.com", "--yes").output == "erased new@example.com\n"
-    assert run("subscribers", "show", "new@example.com").output == "Error: no subscriber new@example.com; see 'mailer subscribers list'\n"
+    assert bad.exit_code == 1 and bad.output.startswith(
+        "Error: invalid email address 'not an address':"
+    )
+    assert (
+        run("subscribers", "erase", "new@example.com", "--yes").output == "erased new@example.com\n"
+    )
+    assert (
+        run("subscribers", "show", "new@example.com").output
+        == "Error: no subscriber new@example.com; see 'mailer subscribers list'\n"
+    )
 
 
 def test_cli_import_of_only_invalid_rows_exits_1(run_store_cli: Cli, tmp_path: Path) -> None:
-    r = run_store_cli("subscribers", "import", str(write(tmp_path / "bad.csv", "email\nnope\nalso bad\n")))
+    r = run_store_cli(
+        "subscribers", "import", str(write(tmp_path / "bad.csv", "email\nnope\nalso bad\n"))
+    )
     assert r.exit_code == 1
     assert "line 2: invalid: nope" in r.output and "no valid rows; nothing imported" in r.output

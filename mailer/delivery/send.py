@@ -56,6 +56,20 @@ def plan(
 ) -> Plan:
     rendered = prepare(settings, path)
     store = open_store(settings)
+    try:
+        return _plan(settings, store, rendered, retry, dry_run)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _plan(
+    settings: Settings,
+    store: Store,
+    rendered: RenderedIssue,
+    retry: RecipientState | None,
+    dry_run: bool,
+) -> Plan:
     found = store.ledger.find(rendered.issue.slug)
     if found is None:
         n = store.subscribers.count(SubscriberStatus.ACTIVE)

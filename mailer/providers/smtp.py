@@ -48,13 +48,12 @@ class SmtpSession:
     def _connect(self) -> smtplib.SMTP:
         s = self.s
         where = f"{s.smtp_host}:{s.smtp_port}"
+        conn: smtplib.SMTP | None = None
         try:
             if s.smtp_security == "ssl":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.smtp_host,
-                    s.smtp_port,
-                    timeout=s.smtp_timeout,
-                    context=ssl.create_default_context(),
+                context = ssl.create_default_context()
+                conn = smtplib.SMTP_SSL(
+                    s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=context
                 )
             else:
                 conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
@@ -63,18 +62,21 @@ class SmtpSession:
             conn.ehlo_or_helo_if_needed()
             if s.smtp_username:
                 conn.login(s.smtp_username, s.smtp_password)
+            return conn
         except smtplib.SMTPAuthenticationError as e:
+            _close(conn)
             raise DeliveryError(
                 f"SMTP server {where} refused the login for {s.smtp_username!r} ({e.smtp_code}); "
                 "check smtp_username and smtp_password"
             ) from None
         except smtplib.SMTPNotSupportedError:
+            _close(conn)
             raise DeliveryError(
                 f"SMTP server {where} does not offer STARTTLS; set smtp_security to 'ssl' or 'none'"
             ) from None
         except (OSError, smtplib.SMTPException) as e:
+            _close(conn)
             raise TransientError(f"cannot connect to SMTP server {where}: {e}") from None
-        return conn
 
     def send(self, job: Job, group: Sequence[Recipient]) -> Outcome:
         outcome = Outcome()
@@ -140,9 +142,7 @@ class SmtpSession:
             outcome.bounced.add(sid)  # 5.1.x: the address does not exist
 
     def _drop(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                self.conn.close()
+        _close(self.conn)
         self.conn = None
 
     def close(self) -> None:
@@ -150,3 +150,9 @@ class SmtpSession:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self.conn.quit()
             self._drop()
+
+
+def _close(conn: smtplib.SMTP | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            conn.close()
