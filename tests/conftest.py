@@ -44,7 +44,9 @@ def _postgres_available() -> str | None:
     try:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3}, poolclass=sa.NullPool)
+        engine = sa.create_engine(
+            PG_URL, connect_args={"connect_timeout": 3}, poolclass=sa.NullPool
+        )
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()

@@ -5,6 +5,7 @@ Both listen on 127.0.0.1 on a free port and record what they received.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -35,7 +36,7 @@ class RecordingHandler:
         self.messages: list[bytes] = []
         self.keep = keep_messages
         self.behaviour = SmtpBehaviour()
-        self.logins: list[str] = []
+        self.data_delay = 0.0
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -55,6 +56,8 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)  # a slow server: crashes land mid-request
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.delivered[rcpt.lower()] += 1
@@ -110,6 +113,7 @@ class SendGridState:
         self.keep_bodies = True
         self.stall_seconds = 3.0
         self.suppressions: dict[str, list[dict[str, Any]]] = {}
+        self.latency = 0.0  # seconds before answering an accepted request
 
     def next_answer(self) -> str:
         with self.lock:
@@ -235,6 +239,7 @@ def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             mid = self._accept(raw, body)
+            time.sleep(state.latency)
             self._json(202, None, {"X-Message-Id": mid})
 
         def _accept(self, raw: bytes, body: Any = None) -> str:

@@ -101,10 +101,14 @@ class Sender:
 
     def _batch(self, session: Session, claim: Claim) -> None:
         while not self.stop.is_set():
+            # Wait for the rate limit before marking anyone requesting: a sender killed
+            # while it waits must not leave a group ambiguous that never left.
+            self.bucket.acquire(self.provider.group_size, self.stop)
+            if self.stop.is_set():
+                return
             group = self.ledger.take(claim, self.provider.group_size)
             if not group:
                 return
-            self.bucket.acquire(len(group), self.stop)
             outcome = self._send(session, claim, group)
             self.ledger.record(claim, outcome, _batch_message_id(outcome))
             self._count(outcome)

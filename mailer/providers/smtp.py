@@ -34,7 +34,8 @@ class SmtpProvider:
     def __init__(self, settings: Settings) -> None:
         settings.require("smtp_host")
         self.settings = settings
-        self.group_size = 50
+        # Small groups: a crash leaves at most this many per connection ambiguous.
+        self.group_size = 10
 
     def session(self) -> SmtpSession:
         return SmtpSession(self.settings)
