@@ -58,7 +58,8 @@ def list_headers(unsubscribe_url: str) -> dict[str, str]:
 
 
 def address(name: str, addr: str) -> str:
-    return email.utils.formataddr((name, addr)) if name else addr
+    """Name <addr>, the name quoted or RFC 2047-encoded as it needs; ASCII out."""
+    return email.utils.formataddr((name, addr), charset="utf-8") if name else addr
 
 
 class MessageFactory:
@@ -105,7 +106,7 @@ class MessageFactory:
         message_id: str | None = None,
         date: float | None = None,
     ) -> bytes:
-        to = header_line("To", address(_one_line(recipient.name), recipient.email))
+        to = b"To: " + address(_one_line(recipient.name), recipient.email).encode("ascii") + b"\r\n"
         personal = b"".join(
             [
                 to,

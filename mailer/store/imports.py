@@ -19,6 +19,7 @@ from mailer.store.schema import erasures, subscribers
 from mailer.store.subscribers import change_status, clean_name, now
 
 CHUNK = 5000
+_chunk = sa.table("import_chunk", sa.column("k"))
 DETAILS_MAX = 1000  # invalid/duplicate lines listed in the report; the rest are counted
 FIELD_MAX = 1 << 20  # a single CSV field larger than 1 MiB is refused, not loaded
 STATUSES = {s.value for s in SubscriberStatus}
@@ -233,10 +234,13 @@ def import_csv(
     with engine.connect() as conn:
         # Keys seen earlier in this file live in a temporary table, not in memory, so a
         # ten-million-row file costs the same memory as a ten-row one.
-        conn.execute(
-            sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (k VARCHAR(320) PRIMARY KEY)")
-        )
-        conn.execute(sa.text("DELETE FROM import_seen"))
+        for ddl in (
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (k VARCHAR(320) PRIMARY KEY)",
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_chunk "
+            "(k VARCHAR(320) PRIMARY KEY, h VARCHAR(64))",
+            "DELETE FROM import_seen",
+        ):
+            conn.execute(sa.text(ddl))
         conn.commit()
         chunk: list[Row] = []
         for row in read_rows(path, report):
@@ -247,6 +251,7 @@ def import_csv(
         if chunk:
             _apply(conn, chunk, report, source, dry_run, allow_erased)
         conn.execute(sa.text("DROP TABLE import_seen"))
+        conn.execute(sa.text("DROP TABLE import_chunk"))
         conn.commit()
     if report.rows == 0:
         raise InputError(f"{path}: no rows under the header; nothing to import")
@@ -268,20 +273,27 @@ def _apply(
             report.duplicate(row.line, row.email)
         else:
             unique[row.key] = row
-    keys = list(unique)
-    seen_before = set(
-        conn.execute(
-            sa.text("SELECT k FROM import_seen WHERE k IN :keys").bindparams(
-                sa.bindparam("keys", expanding=True)
-            ),
-            {"keys": keys},
-        ).scalars()
+    # The chunk's keys go into a temporary table and every lookup is a join against it:
+    # statements of one fixed shape, where IN lists of varying length would each be
+    # compiled and cached anew (hundreds of MB of prepared statements over a big file).
+    conn.execute(sa.text("DELETE FROM import_chunk"))
+    conn.execute(
+        sa.text("INSERT INTO import_chunk (k, h) VALUES (:k, :h)"),
+        [{"k": k, "h": addresses.erasure_hash(r.email)} for k, r in unique.items()],
+    )
+    seen_before = (
+        conn.execute(sa.text("SELECT c.k FROM import_chunk c JOIN import_seen s ON s.k = c.k"))
+        .scalars()
+        .all()
     )
     for key in seen_before:
-        report.duplicate(unique.pop(key).line, key)
-    keys = list(unique)
-    if keys:
-        conn.execute(sa.text("INSERT INTO import_seen (k) VALUES (:k)"), [{"k": k} for k in keys])
+        report.duplicate(unique[key].line, unique.pop(key).email)
+    conn.execute(
+        sa.text(
+            "INSERT INTO import_seen (k) SELECT c.k FROM import_chunk c "
+            "WHERE NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.k = c.k)"
+        )
+    )
     existing = {
         r.email_key: r
         for r in conn.execute(
@@ -291,14 +303,16 @@ def _apply(
                 subscribers.c.name,
                 subscribers.c.status,
                 subscribers.c.attributes,
-            ).where(subscribers.c.email_key.in_(keys))
+            ).join(_chunk, _chunk.c.k == subscribers.c.email_key)
         )
     }
-    erased = (
-        _erased(conn, [r.email for k, r in unique.items() if k not in existing])
-        if not allow_erased
-        else set()
-    )
+    erased: set[str] = set()
+    if not allow_erased:
+        erased = set(
+            conn.execute(
+                sa.text("SELECT c.k FROM import_chunk c JOIN erasures e ON e.email_hash = c.h")
+            ).scalars()
+        )
     at = now()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -306,7 +320,7 @@ def _apply(
     for key, row in unique.items():
         old = existing.get(key)
         if old is None:
-            if addresses.erasure_hash(row.email) in erased:
+            if key in erased:
                 report.erased += 1
                 continue
             inserts.append(_new(row, source, at))
@@ -361,14 +375,3 @@ def _new(row: Row, source: str, at: Any) -> dict[str, Any]:
         "created_at": at,
         "updated_at": at,
     }
-
-
-def _erased(conn: sa.Connection, emails: list[str]) -> set[str]:
-    if not emails:
-        return set()
-    hashes = [addresses.erasure_hash(e) for e in emails]
-    return set(
-        conn.execute(
-            sa.select(erasures.c.email_hash).where(erasures.c.email_hash.in_(hashes))
-        ).scalars()
-    )

@@ -244,15 +244,21 @@ class Ledger:
             by_id: dict[str, list[int]] = defaultdict(list)
             for sid, mid in outcome.sent.items():
                 by_id[mid].append(sid)
-            for mid, sids in by_id.items():
-                for part in _chunks(sids, 500):
-                    conn.execute(
-                        recipients.update()
-                        .where(*base, recipients.c.subscriber_id.in_(part))
-                        .values(
-                            state=R.SENT, message_id=mid[:200] or None, error=None, updated_at=at
+            if len(by_id) <= 2:  # one request, one provider id (SendGrid): set-based
+                for mid, sids in by_id.items():
+                    for part in _chunks(sids, 500):
+                        conn.execute(
+                            recipients.update()
+                            .where(*base, recipients.c.subscriber_id.in_(part))
+                            .values(state=R.SENT, message_id=mid[:200] or None, updated_at=at)
                         )
-                    )
+            elif outcome.sent:  # an id per message (SMTP, outbox): one executemany
+                conn.execute(
+                    recipients.update()
+                    .where(*base, recipients.c.subscriber_id == sa.bindparam("sid"))
+                    .values(state=R.SENT, message_id=sa.bindparam("mid"), updated_at=at),
+                    [{"sid": sid, "mid": mid[:200]} for sid, mid in outcome.sent.items()],
+                )
             for state, reasons in ((R.FAILED, outcome.failed), (R.AMBIGUOUS, outcome.ambiguous)):
                 if reasons:
                     conn.execute(
