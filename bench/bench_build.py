@@ -45,7 +45,12 @@ def main() -> list[str]:
             start = time.perf_counter()
             renderer.render(load_issue(issue_path))
             times.append(time.perf_counter() - start)
-        lines.append(row("warm compile, median of 50 (target ≤ 10 ms)", f"{statistics.median(times) * 1000:.1f} ms"))
+        lines.append(
+            row(
+                "warm compile, median of 50 (target ≤ 10 ms)",
+                f"{statistics.median(times) * 1000:.1f} ms",
+            )
+        )
         mailer = str(Path(sys.executable).parent / "mailer")
         cold = wall([mailer, "build", str(issue_path), "-o", str(Path(tmp) / "out")], project)
         lines.append(row("cold `mailer build`, median of 7 (target ≤ 0.6 s)", f"{cold:.3f} s"))

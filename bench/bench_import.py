@@ -75,8 +75,17 @@ def floor_import(url: str, path: str) -> dict[str, Any]:
                 if key in seen:  # the table's unique key would refuse it
                     continue
                 seen.add(key)
-                chunk.append({"email": email, "email_key": key, "name": name, "status": "active",
-                              "attributes": {"company": company, "city": city}, "created_at": now, "updated_at": now})
+                chunk.append(
+                    {
+                        "email": email,
+                        "email_key": key,
+                        "name": name,
+                        "status": "active",
+                        "attributes": {"company": company, "city": city},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
                 if len(chunk) == 5000:
                     conn.execute(subscribers.insert(), chunk)
                     chunk = []
@@ -100,20 +109,49 @@ def main(rows: int) -> list[str]:
         for p in db.parent.glob("su.db*"):
             p.unlink()
         start = time.perf_counter()
-        subprocess.run([sqlite_utils, "insert", str(DATA / "su.db"), "subscribers", str(path), "--csv"], check=True)
-        results["sqlite-utils insert --csv"] = {"seconds": time.perf_counter() - start, "peak_mb": float("nan")}
+        subprocess.run(
+            [sqlite_utils, "insert", str(DATA / "su.db"), "subscribers", str(path), "--csv"],
+            check=True,
+        )
+        results["sqlite-utils insert --csv"] = {
+            "seconds": time.perf_counter() - start,
+            "peak_mb": float("nan"),
+        }
     if postgres_up():
-        results["mailer import, PostgreSQL"] = measure("bench_import.py", "mailer", fresh_pg_schema("bench_import"), str(path))
-        results["floor: executemany, PostgreSQL"] = measure("bench_import.py", "floor", fresh_pg_schema("bench_import"), str(path))
+        results["mailer import, PostgreSQL"] = measure(
+            "bench_import.py", "mailer", fresh_pg_schema("bench_import"), str(path)
+        )
+        results["floor: executemany, PostgreSQL"] = measure(
+            "bench_import.py", "floor", fresh_pg_schema("bench_import"), str(path)
+        )
     for label, r in results.items():
-        lines.append(row(label, f"{rows / r['seconds']:,.0f} rows/s", f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB"))
+        lines.append(
+            row(
+                label,
+                f"{rows / r['seconds']:,.0f} rows/s",
+                f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB",
+            )
+        )
     m, f = results["mailer import, SQLite"], results["floor: executemany, SQLite"]
-    lines.append(row("SQLite: mailer / floor (target ≤ 2.5×)", f"{m['seconds'] / f['seconds']:.2f}×"))
+    lines.append(
+        row("SQLite: mailer / floor (target ≤ 2.5×)", f"{m['seconds'] / f['seconds']:.2f}×")
+    )
     lines.append(row("SQLite: peak memory (target ≤ 200 MB)", f"{m['peak_mb']:.0f} MB"))
     if "sqlite-utils insert --csv" in results:
         su = results["sqlite-utils insert --csv"]
-        lines.append(row("SQLite: mailer vs sqlite-utils (target: faster)", f"{su['seconds'] / m['seconds']:.2f}× faster"))
-    lines.append(row("reported", f"added {m['added']:,}", f"invalid {m['invalid']:,}, duplicates {m['duplicates']:,}"))
+        lines.append(
+            row(
+                "SQLite: mailer vs sqlite-utils (target: faster)",
+                f"{su['seconds'] / m['seconds']:.2f}× faster",
+            )
+        )
+    lines.append(
+        row(
+            "reported",
+            f"added {m['added']:,}",
+            f"invalid {m['invalid']:,}, duplicates {m['duplicates']:,}",
+        )
+    )
     return lines
 
 

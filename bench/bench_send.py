@@ -37,11 +37,21 @@ def make_project(n: int, name: str) -> Path:
     with open_url(f"sqlite:///{root / 'mailer.db'}") as store, store.engine.begin() as conn:
         now = dt.datetime.now(dt.UTC)
         for start in range(0, n, 10000):
-            conn.execute(subscribers.insert(), [
-                {"email": f"user{i}@example{i % 500}.com", "email_key": f"user{i}@example{i % 500}.com",
-                 "name": f"Name {i}", "status": "active", "attributes": {}, "created_at": now, "updated_at": now}
-                for i in range(start, min(n, start + 10000))
-            ])
+            conn.execute(
+                subscribers.insert(),
+                [
+                    {
+                        "email": f"user{i}@example{i % 500}.com",
+                        "email_key": f"user{i}@example{i % 500}.com",
+                        "name": f"Name {i}",
+                        "status": "active",
+                        "attributes": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(n, start + 10000))
+                ],
+            )
     return root
 
 
@@ -100,13 +110,38 @@ def floor_sendgrid(project: str, _provider: str, host: str, port: str) -> dict[s
             ps = []
             for sid, email, name in batch:
                 url = f"{settings.base_url}/u/{signer.sign(sid, 1)}"
-                ps.append({"to": [{"email": email, "name": name}],
-                           "headers": {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-                           "substitutions": {"__MAILER_UNSUBSCRIBE_URL__": url, "__MAILER_EMAIL__": email, "__MAILER_NAME__": name},
-                           "custom_args": {"mailer_issue": "1", "mailer_subscriber": str(sid)}})
-            body = json.dumps({"personalizations": ps, "from": {"email": settings.from_email}, "subject": rendered.issue.subject,
-                               "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}]})
-            conn.request("POST", "/v3/mail/send", body, {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+                ps.append(
+                    {
+                        "to": [{"email": email, "name": name}],
+                        "headers": {
+                            "List-Unsubscribe": f"<{url}>",
+                            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                        },
+                        "substitutions": {
+                            "__MAILER_UNSUBSCRIBE_URL__": url,
+                            "__MAILER_EMAIL__": email,
+                            "__MAILER_NAME__": name,
+                        },
+                        "custom_args": {"mailer_issue": "1", "mailer_subscriber": str(sid)},
+                    }
+                )
+            body = json.dumps(
+                {
+                    "personalizations": ps,
+                    "from": {"email": settings.from_email},
+                    "subject": rendered.issue.subject,
+                    "content": [
+                        {"type": "text/plain", "value": text},
+                        {"type": "text/html", "value": html},
+                    ],
+                }
+            )
+            conn.request(
+                "POST",
+                "/v3/mail/send",
+                body,
+                {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+            )
             conn.getresponse().read()
             with lock:
                 sent += len(batch)
@@ -118,7 +153,12 @@ def floor_sendgrid(project: str, _provider: str, host: str, port: str) -> dict[s
     with engine.connect() as c:
         last = 0
         while True:
-            rows = c.execute(sa.text("SELECT id, email, name FROM subscribers WHERE id > :l ORDER BY id LIMIT 1000"), {"l": last}).all()
+            rows = c.execute(
+                sa.text(
+                    "SELECT id, email, name FROM subscribers WHERE id > :l ORDER BY id LIMIT 1000"
+                ),
+                {"l": last},
+            ).all()
             if not rows:
                 break
             last = rows[-1][0]
@@ -157,7 +197,11 @@ def floor_smtp(project: str, _provider: str, host: str, port: str) -> dict[str, 
     def worker(chunk: list[Any]) -> None:
         s = smtplib.SMTP(host, int(port))
         for _sid, email in chunk:
-            s.sendmail(settings.from_email, [email], template.replace(b"PLACEHOLDER@example.com", email.encode()))
+            s.sendmail(
+                settings.from_email,
+                [email],
+                template.replace(b"PLACEHOLDER@example.com", email.encode()),
+            )
         s.quit()
 
     threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
@@ -181,13 +225,28 @@ def main() -> list[str]:
             proj = str(make_project(n, f"send-{n}"))
             res[f"mailer {n}"] = measure("bench_send.py", "mailer", proj, "sendgrid", host, port)
             proj = str(make_project(n, f"send-{n}"))
-            res[f"floor {n}"] = measure("bench_send.py", "floor_sendgrid", proj, "sendgrid", host, port)
+            res[f"floor {n}"] = measure(
+                "bench_send.py", "floor_sendgrid", proj, "sendgrid", host, port
+            )
         for label, r in res.items():
-            lines.append(row(f"{label}: recipients/s", f"{r['sent'] / r['seconds']:,.0f}/s", f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB"))
+            lines.append(
+                row(
+                    f"{label}: recipients/s",
+                    f"{r['sent'] / r['seconds']:,.0f}/s",
+                    f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB",
+                )
+            )
         m, f = res[f"mailer {n_big}"], res[f"floor {n_big}"]
-        lines.append(row("mailer / floor time (target ≤ 1.5×)", f"{m['seconds'] / f['seconds']:.2f}×"))
+        lines.append(
+            row("mailer / floor time (target ≤ 1.5×)", f"{m['seconds'] / f['seconds']:.2f}×")
+        )
         lines.append(row("peak memory (target ≤ 150 MB)", f"{m['peak_mb']:.0f} MB"))
-        lines.append(row(f"peak {n_big:,} / peak 10,000 (target ≤ 1.3×)", f"{m['peak_mb'] / res['mailer 10000']['peak_mb']:.2f}×"))
+        lines.append(
+            row(
+                f"peak {n_big:,} / peak 10,000 (target ≤ 1.3×)",
+                f"{m['peak_mb'] / res['mailer 10000']['peak_mb']:.2f}×",
+            )
+        )
     lines.append("send 10,000 messages over SMTP (aiosmtpd sink, 4 connections)")
     with SmtpServer(keep_messages=False) as smtp:
         res = {}
@@ -195,8 +254,19 @@ def main() -> list[str]:
             proj = str(make_project(10000, "smtp-10000"))
             res[label] = measure("bench_send.py", fn, proj, "smtp", "127.0.0.1", str(smtp.port))
         for label, r in res.items():
-            lines.append(row(f"{label}: messages/s", f"{r['sent'] / r['seconds']:,.0f}/s", f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB"))
-        lines.append(row("mailer / floor time (target ≤ 1.4×)", f"{res['mailer']['seconds'] / res['floor']['seconds']:.2f}×"))
+            lines.append(
+                row(
+                    f"{label}: messages/s",
+                    f"{r['sent'] / r['seconds']:,.0f}/s",
+                    f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB",
+                )
+            )
+        lines.append(
+            row(
+                "mailer / floor time (target ≤ 1.4×)",
+                f"{res['mailer']['seconds'] / res['floor']['seconds']:.2f}×",
+            )
+        )
     return lines
 
 

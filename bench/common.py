@@ -14,7 +14,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
-PG_URL = os.environ.get("MAILER_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "MAILER_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def child(fn: Callable[..., dict[str, Any]]) -> None:
@@ -54,7 +56,9 @@ def postgres_up() -> bool:
     try:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(PG_URL, poolclass=sa.NullPool, connect_args={"connect_timeout": 3})
+        engine = sa.create_engine(
+            PG_URL, poolclass=sa.NullPool, connect_args={"connect_timeout": 3}
+        )
         with engine.connect():
             pass
         engine.dispose()

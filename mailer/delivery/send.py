@@ -109,7 +109,7 @@ def send_test(settings: Settings, path: Path, emails: list[str]) -> RunResult:
         except addresses.InvalidAddress as e:
             raise InputError(f"--test {raw!r}: {e}") from None
         del i
-    job = Job(0, rendered.issue.slug, Personalizer(settings, rendered, 0), test=True)
+    job = Job(0, rendered.issue.slug, Personalizer(settings, rendered, 0), adhoc=True)
     session = make_provider(settings).session()
     try:
         outcome = session.send(job, group)

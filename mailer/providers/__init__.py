@@ -26,7 +26,7 @@ class Job:
     issue_id: int
     slug: str
     personalizer: Personalizer
-    test: bool = False
+    adhoc: bool = False  # outside the ledger: test copies, confirmations
 
 
 class Session(Protocol):

@@ -37,7 +37,7 @@ class OutboxSession:
         for r in group:
             mid = None
             name = f"{r.subscriber_id:08d}-{_UNSAFE.sub('_', r.email)}.eml"
-            if job.test:
+            if job.adhoc:
                 mid = f"<test.{time.time_ns()}.{r.subscriber_id}@{job.personalizer.factory.domain}>"
                 name = f"test-{time.strftime('%Y%m%d-%H%M%S')}-{_UNSAFE.sub('_', r.email)}.eml"
             data = job.personalizer.message(r, message_id=mid)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from mailer import addresses
 from mailer.errors import InputError
 from mailer.models import SUPPRESSED, SubscriberStatus
-from mailer.store.schema import erasures, subscribers
+from mailer.store.schema import subscribers
 from mailer.store.subscribers import change_status, clean_name, now
 
 CHUNK = 5000

@@ -173,6 +173,28 @@ class Subscribers:
             )
             return change_status(conn, subscriber_id, old, SubscriberStatus.ACTIVE, reason)
 
+    def confirm(self, subscriber_id: int, ip: str | None, ua: str | None) -> bool:
+        """Double opt-in: pending → active, with the consent that made it so."""
+        with self.engine.begin() as conn:
+            old = conn.execute(
+                sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
+            ).scalar()
+            if old != SubscriberStatus.PENDING:
+                return False
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == subscriber_id)
+                .values(
+                    consent_source="web:confirm",
+                    consent_at=now(),
+                    consent_ip=ip,
+                    consent_user_agent=ua,
+                )
+            )
+            return change_status(
+                conn, subscriber_id, old, SubscriberStatus.ACTIVE, "double opt-in confirmed"
+            )
+
     def count(self, status: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(subscribers)
         if status:

@@ -1,0 +1,110 @@
+"""Applying delivery events: record once, suppress addresses, settle ambiguous sends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from mailer import addresses
+from mailer.models import SUPPRESSED, EventType, RecipientState, SubscriberStatus
+from mailer.providers.sendgrid_events import DeliveryEvent
+from mailer.store.schema import events, recipients, subscribers
+from mailer.store.subscribers import change_status
+
+STATUS_FOR = {
+    EventType.BOUNCED: SubscriberStatus.BOUNCED,
+    EventType.COMPLAINED: SubscriberStatus.COMPLAINED,
+    EventType.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
+}
+
+
+@dataclass
+class Applied:
+    recorded: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    settled: int = 0  # ambiguous recipients now known to be sent
+
+
+class Events:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def apply(self, batch: Iterable[DeliveryEvent], source: str = "sendgrid") -> Applied:
+        result = Applied()
+        with self.engine.begin() as conn:
+            for event in batch:
+                self._one(conn, event, source, result)
+        return result
+
+    def _one(self, conn: sa.Connection, e: DeliveryEvent, source: str, result: Applied) -> None:
+        if (
+            e.provider_event_id is not None
+            and conn.execute(
+                sa.select(events.c.id).where(events.c.provider_event_id == e.provider_event_id)
+            ).first()
+        ):
+            result.duplicates += 1
+            return
+        sid, status = self._subscriber(conn, e)
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    events.insert().values(
+                        provider_event_id=e.provider_event_id,
+                        issue_id=e.issue_id,
+                        subscriber_id=sid,
+                        type=e.type.value,
+                        at=e.at,
+                        url=e.url,
+                        data={k: v for k, v in e.raw.items() if k not in ("email",)},
+                    )
+                )
+        except sa.exc.IntegrityError:  # another server recorded it a moment ago
+            result.duplicates += 1
+            return
+        result.recorded += 1
+        if sid is None:
+            return
+        new = STATUS_FOR.get(e.suppress) if e.suppress else None
+        if (
+            new is not None
+            and status is not None
+            and (status not in SUPPRESSED or new is SubscriberStatus.COMPLAINED)
+        ) and change_status(conn, sid, status, new, f"{source}: {e.type.value}"):
+            result.suppressed += 1
+        if e.type in (EventType.PROCESSED, EventType.DELIVERED) and e.issue_id is not None:
+            settled = conn.execute(
+                recipients.update()
+                .where(
+                    recipients.c.issue_id == e.issue_id,
+                    recipients.c.subscriber_id == sid,
+                    recipients.c.state == RecipientState.AMBIGUOUS,
+                )
+                .values(state=RecipientState.SENT, error=f"confirmed by {source} {e.type.value}")
+            ).rowcount
+            result.settled += settled
+
+    def _subscriber(self, conn: sa.Connection, e: DeliveryEvent) -> tuple[int | None, str | None]:
+        """By the id we put in custom_args, checked against the address; else by address."""
+        key = None
+        try:
+            key = addresses.key(addresses.normalize(e.email)) if e.email else None
+        except addresses.InvalidAddress:
+            key = None
+        if e.subscriber_id is not None:
+            row = conn.execute(
+                sa.select(subscribers.c.id, subscribers.c.email_key, subscribers.c.status).where(
+                    subscribers.c.id == e.subscriber_id
+                )
+            ).first()
+            if row is not None and (key is None or row.email_key == key):
+                return row.id, row.status
+        if key is None:
+            return None, None
+        row = conn.execute(
+            sa.select(subscribers.c.id, subscribers.c.status).where(subscribers.c.email_key == key)
+        ).first()
+        return (row.id, row.status) if row else (None, None)

@@ -1,0 +1,1 @@
+"""The web side: the unsubscribe/subscribe pages and webhooks (serve), and preview."""
