@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, row  # noqa: E402
+from bench.common import ROOT, row
 
 SAMPLE = ROOT.parent / "shared" / "samples" / "ai-daily-digest.md"
 EXAMPLE = ROOT / "mailer" / "scaffold" / "example-issue.md"

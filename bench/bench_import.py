@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, child, fresh_pg_schema, measure, postgres_up, row  # noqa: E402
+from bench.common import DATA, child, fresh_pg_schema, measure, postgres_up, row
 
 
 def generate(rows: int) -> Path:

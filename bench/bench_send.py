@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, child, measure, row  # noqa: E402
+from bench.common import DATA, child, measure, row
 
 ISSUE = Path(__file__).resolve().parent.parent / "mailer" / "scaffold" / "example-issue.md"
 KEY = "SG.bench"
@@ -178,9 +178,9 @@ def floor_smtp(project: str, _provider: str, host: str, port: str) -> dict[str, 
     import sqlalchemy as sa
 
     from mailer.config import load_settings
-    from mailer.delivery.compose import Personalizer
     from mailer.content.issue import load_issue
     from mailer.content.render import Renderer
+    from mailer.delivery.compose import Personalizer
     from mailer.models import Recipient
 
     settings = load_settings(project)

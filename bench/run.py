@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_build, bench_import, bench_send  # noqa: E402
+from bench import bench_build, bench_import, bench_send
 
 if __name__ == "__main__":
     import os

@@ -21,7 +21,6 @@ from mailer.delivery.compose import Personalizer
 from mailer.delivery.engine import Sender
 from mailer.models import Outcome
 from mailer.providers import Job, make_provider
-from mailer.store import open_store
 from tests.conftest import Cli, write
 from tests.servers import SendGridServer, SmtpServer
 

@@ -23,7 +23,7 @@ from mailer.models import Recipient
 from mailer.store import Store, open_store
 from mailer.tokens import unsubscribe_signer, unsubscribe_url
 from mailer.web.serve import create_app
-from tests.conftest import Cli, write
+from tests.conftest import Cli
 from tests.servers import free_port
 
 KEY = ec.generate_private_key(ec.SECP256R1())

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from mailer import addresses
@@ -288,7 +289,7 @@ def test_newer_schema_is_refused(db_url: str) -> None:
 def test_migration_head_matches_the_versions_folder() -> None:
     from mailer.store import db
 
-    assert db.HEAD == max(db._known_revisions())
+    assert max(db._known_revisions()) == db.HEAD
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def parse(body: str) -> list[Token]:
 
 
 def to_html(tokens: Sequence[Token]) -> str:
-    return parser().renderer.render(tokens, parser().options, {})
+    return str(parser().renderer.render(tokens, parser().options, {}))
 
 
 def inline_text(token: Token) -> str:

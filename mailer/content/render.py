@@ -107,7 +107,7 @@ def inline_css(html: str) -> str:
 
     # premailer logs every CSS property it does not know (mso-*, -webkit-*) through cssutils.
     logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
-    return Premailer(
+    inlined: str = Premailer(
         html,
         allow_network=False,
         keep_style_tags=False,
@@ -117,6 +117,7 @@ def inline_css(html: str) -> str:
         cssutils_logging_level=logging.CRITICAL,
         cache_css_parsing=True,
     ).transform(pretty_print=False)
+    return inlined
 
 
 def _normalize_text(text: str) -> str:

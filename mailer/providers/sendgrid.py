@@ -153,11 +153,11 @@ def _reset_wait(headers: Any) -> float:
         reset = float(headers.get("X-RateLimit-Reset"))
     except (TypeError, ValueError):
         return 1.0
-    return min(max(reset - time.time(), 0.05), 60.0)
+    return float(min(max(reset - time.time(), 0.05), 60.0))
 
 
 def _backoff(attempt: int) -> float:
-    return min(BACKOFF_CAP, 0.25 * 2**attempt) * (0.5 + random.random() / 2)
+    return min(BACKOFF_CAP, 0.25 * 2.0**attempt) * (0.5 + random.random() / 2)
 
 
 def _explain(status: int, body: bytes | str) -> str:

@@ -116,7 +116,7 @@ def _event(item: Any) -> DeliveryEvent | None:
     kind = EVENTS.get(item["event"], EventType.UNKNOWN)
     if kind is EventType.BOUNCED and item.get("type") == "blocked":
         kind = EventType.BLOCKED  # a temporary block, not a dead address
-    suppress = None
+    suppress: EventType | None = None
     if kind in (EventType.BOUNCED, EventType.COMPLAINED, EventType.UNSUBSCRIBED):
         suppress = kind
     elif kind is EventType.DROPPED:

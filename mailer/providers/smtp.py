@@ -116,7 +116,8 @@ class SmtpSession:
         try:
             code, reply = conn.data(message)
         except smtplib.SMTPDataError as e:
-            self._refused(e.smtp_code, e.smtp_error, sid, outcome, "DATA")
+            reply = e.smtp_error if isinstance(e.smtp_error, bytes) else str(e.smtp_error).encode()
+            self._refused(e.smtp_code, reply, sid, outcome, "DATA")
             return
         except (smtplib.SMTPException, OSError) as e:
             # The server may have the whole message: never resend it silently.

@@ -104,7 +104,7 @@ class Events:
                 return row.id, row.status
         if key is None:
             return None, None
-        row = conn.execute(
+        found = conn.execute(
             sa.select(subscribers.c.id, subscribers.c.status).where(subscribers.c.email_key == key)
         ).first()
-        return (row.id, row.status) if row else (None, None)
+        return (found.id, found.status) if found else (None, None)

@@ -100,7 +100,7 @@ class Ledger:
             at = now()
             issue_id = conn.execute(
                 issues.insert().values(slug=slug, subject=subject[:500], created_at=at)
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
             numbered = sa.select(
                 sa.literal(issue_id).label("issue_id"),
                 subscribers.c.id.label("subscriber_id"),
@@ -306,7 +306,7 @@ class Ledger:
     def _settle(
         self, conn: sa.Connection, issue_id: int, batch_id: int, seq: int, error: str | None = None
     ) -> None:
-        states = dict(
+        states: dict[str, int] = dict(
             conn.execute(
                 sa.select(recipients.c.state, sa.func.count())
                 .where(recipients.c.issue_id == issue_id, recipients.c.batch_seq == seq)
