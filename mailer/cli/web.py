@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from mailer.cli import Obj, cli, pass_obj
@@ -42,3 +44,55 @@ def serve(obj: Obj, host: str, port: int) -> None:
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
     finally:
         store.close()
+
+
+@cli.command()
+@click.argument("issue", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8025,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port (the next free one if taken).",
+)
+@click.option("--no-open", is_flag=True, help="Do not open the browser.")
+@click.option("--as", "as_email", metavar="EMAIL", help="Personalize for this subscriber.")
+@pass_obj
+def preview(
+    obj: Obj, issue: Path, host: str, port: int, no_open: bool, as_email: str | None
+) -> None:
+    """Preview an issue (or a directory of issues) in the browser, live.
+
+    Desktop, mobile, dark mode, plain text and the message source, with the size against
+    Gmail's clipping limit and the build's warnings. Editing the issue or a template
+    refreshes the page.
+
+    \b
+    Example:
+      mailer preview issues/2026-11-20-weekly.md --no-open
+    """
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from mailer.errors import InputError
+    from mailer.web.preview import Previewer, create_preview_app
+    from mailer.web.sockets import bind_free
+
+    if not issue.exists():
+        raise InputError(f"{issue}: no such issue file or directory; check the path")
+    settings = obj.settings()
+    previewer = Previewer(settings, issue.resolve(), as_email)
+    sock, bound = bind_free(host, port)
+    if bound != port:
+        click.echo(f"port {port} is in use; using {bound}")
+    url = f"http://{host}:{bound}/"
+    click.echo(f"previewing {issue} at {url} (Ctrl-C to stop)")
+    if not no_open:
+        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    server = uvicorn.Server(
+        uvicorn.Config(create_preview_app(previewer), log_level="warning", access_log=False)
+    )
+    server.run(sockets=[sock])

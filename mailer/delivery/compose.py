@@ -56,17 +56,32 @@ class BuildResult:
     error: str = ""
 
 
-def build_issue(
-    settings: Settings, path: Path, out_dir: Path, as_email: str | None = None
-) -> BuildResult:
-    rendered = Renderer(settings).render(load_issue(path))
-    recipient = SAMPLE
+def personalize_for(
+    settings: Settings, rendered: RenderedIssue, as_email: str | None
+) -> tuple[str, str, bytes]:
+    """(html, text, message) as `as_email` gets it, or as the sample reader would.
+
+    For a subscriber of an issue already in the ledger, the bytes are the very ones the
+    send produced: the same issue id goes into their unsubscribe link.
+    """
+    recipient, issue_id = SAMPLE, 0
     if as_email:
         from mailer.store import open_store
 
         with open_store(settings) as store:
             recipient = store.subscribers.recipient(as_email)
-    html, text, _ = Personalizer(settings, rendered, issue_id=0).parts(recipient)
+            found = store.ledger.find(rendered.issue.slug)
+            issue_id = int(found["id"]) if found else 0
+    p = Personalizer(settings, rendered, issue_id)
+    html, text, _ = p.parts(recipient)
+    return html, text, p.message(recipient)
+
+
+def build_issue(
+    settings: Settings, path: Path, out_dir: Path, as_email: str | None = None
+) -> BuildResult:
+    rendered = Renderer(settings).render(load_issue(path))
+    html, text, _ = personalize_for(settings, rendered, as_email)
     size = len(html.encode("utf-8"))
     result = BuildResult(subject=rendered.issue.subject, warnings=list(rendered.warnings))
     result.warnings += checks.size_warnings(size)

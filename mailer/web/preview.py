@@ -1,0 +1,242 @@
+"""`mailer preview`: the issue in the browser, rendered by the very pipeline `mailer send` uses.
+
+The email itself is served byte for byte as a recipient gets it (`/issue/NAME/email.html`);
+the viewer around it (views, side panel, live reload) is a separate page. Edits to the issue
+or any template re-render and push a reload through server-sent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from mailer.config import Settings
+from mailer.content import checks
+from mailer.content.issue import load_issue
+from mailer.content.render import Renderer
+from mailer.delivery.compose import personalize_for
+from mailer.errors import MailerError
+
+ISSUE_SUFFIXES = (".md", ".markdown", ".txt")
+
+
+@dataclass
+class Rendered:
+    name: str
+    subject: str = ""
+    preheader: str = ""
+    date: str = ""
+    html: str = ""
+    text: str = ""
+    source: str = ""
+    size: int = 0
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "subject": self.subject,
+            "preheader": self.preheader,
+            "date": self.date,
+            "size": self.size,
+            "limit": checks.GMAIL_CLIP_BYTES,
+            "warnings": self.warnings,
+            "error": self.error,
+        }
+
+
+class Previewer:
+    """Knows which issues there are and renders one on demand."""
+
+    def __init__(self, settings: Settings, target: Path, as_email: str | None = None) -> None:
+        self.settings = settings
+        self.target = target
+        self.as_email = as_email
+        self.version = 0
+        self.changed = asyncio.Event()
+
+    def issues(self) -> dict[str, Path]:
+        if self.target.is_dir():
+            files = sorted(
+                p for p in self.target.iterdir() if p.is_file() and p.suffix in ISSUE_SUFFIXES
+            )
+            return {p.name: p for p in files}
+        return {self.target.name: self.target}
+
+    def render(self, name: str) -> Rendered | None:
+        path = self.issues().get(name)
+        if path is None:
+            return None
+        out = Rendered(name)
+        try:
+            rendered = Renderer(self.settings).render(load_issue(path))
+            out.html, out.text, message = personalize_for(self.settings, rendered, self.as_email)
+        except MailerError as e:
+            out.error = str(e)
+            return out
+        out.subject, out.preheader, out.date = (
+            rendered.issue.subject,
+            rendered.issue.preheader,
+            rendered.issue.date,
+        )
+        out.source = message.decode("ascii", "replace").replace("\r\n", "\n")
+        out.size = len(out.html.encode("utf-8"))
+        out.warnings = list(rendered.warnings) + checks.size_warnings(out.size)
+        if out.size > checks.GMAIL_CLIP_BYTES:
+            out.warnings.append(
+                f"HTML is {out.size / 1024:.1f} KB: Gmail will clip it (limit 102 KB)"
+            )
+        return out
+
+    def watched(self) -> list[Path]:
+        paths = [self.target]
+        templates = self.settings.project / "templates"
+        if templates.is_dir():
+            paths.append(templates)
+        return paths
+
+    async def watch(self) -> None:
+        from watchfiles import awatch
+
+        async for _ in awatch(*self.watched(), debounce=100, step=20):
+            self.version += 1
+            self.changed.set()
+            self.changed = asyncio.Event()
+
+
+def create_preview_app(previewer: Previewer) -> Starlette:
+    async def index(request: Request) -> Response:
+        issues = previewer.issues()
+        if not previewer.target.is_dir():
+            return Response(
+                status_code=307, headers={"Location": f"/issue/{previewer.target.name}"}
+            )
+        if not issues:
+            return HTMLResponse(
+                _page(
+                    "No issues",
+                    f"<p>No issue files (.md) in {html.escape(str(previewer.target))}.</p>",
+                ),
+                404,
+            )
+        rows = []
+        for name in issues:
+            r = previewer.render(name)
+            assert r is not None
+            rows.append(
+                f'<tr><td><a href="/issue/{html.escape(name)}">{html.escape(r.subject or name)}</a></td>'
+                f"<td>{html.escape(r.date)}</td><td>{r.size / 1024:.1f} KB</td>"
+                f"<td>{html.escape(r.error)}</td></tr>"
+            )
+        table = (
+            "<table><tr><th>Subject</th><th>Date</th><th>HTML</th><th></th></tr>"
+            + "".join(rows)
+            + "</table>"
+        )
+        return HTMLResponse(_page("Issues", table))
+
+    def rendered_or_404(request: Request) -> Rendered | Response:
+        r = previewer.render(request.path_params["name"])
+        if r is None:
+            return HTMLResponse(_page("Not found", "<p>No such issue.</p>"), 404)
+        return r
+
+    async def viewer(request: Request) -> Response:
+        r = rendered_or_404(request)
+        if isinstance(r, Response):
+            return r
+        return HTMLResponse(VIEWER.replace("__NAME__", json.dumps(r.name)))
+
+    async def email_html(request: Request) -> Response:
+        r = rendered_or_404(request)
+        if isinstance(r, Response):
+            return r
+        if r.error:
+            return HTMLResponse(
+                _page("Cannot render", f'<pre class="error">{html.escape(r.error)}</pre>'), 500
+            )
+        return HTMLResponse(r.html)
+
+    async def email_text(request: Request) -> Response:
+        r = rendered_or_404(request)
+        if isinstance(r, Response):
+            return r
+        return PlainTextResponse(r.error or r.text, 500 if r.error else 200)
+
+    async def source(request: Request) -> Response:
+        r = rendered_or_404(request)
+        if isinstance(r, Response):
+            return r
+        return PlainTextResponse(r.error or r.source, 500 if r.error else 200)
+
+    async def info(request: Request) -> Response:
+        r = rendered_or_404(request)
+        if isinstance(r, Response):
+            return r
+        return JSONResponse({**r.info(), "version": previewer.version})
+
+    async def events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            yield f"data: {previewer.version}\n\n"
+            while True:
+                waiter = previewer.changed
+                try:
+                    await asyncio.wait_for(waiter.wait(), timeout=15)
+                    yield f"data: {previewer.version}\n\n"
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                if await request.is_disconnected():
+                    return
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(previewer.watch())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    routes = [
+        Route("/", index),
+        Route("/issue/{name}", viewer),
+        Route("/issue/{name}/email.html", email_html),
+        Route("/issue/{name}/email.txt", email_text),
+        Route("/issue/{name}/source", source),
+        Route("/issue/{name}/info.json", info),
+        Route("/events", events),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:4px 12px;text-align:left}"
+        ".error{color:#b00020;white-space:pre-wrap}</style>"
+        f"<h1>{html.escape(title)}</h1>{body}"
+    )
+
+
+VIEWER = (Path(__file__).parent / "viewer.html").read_text(encoding="utf-8")

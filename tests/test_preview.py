@@ -1,0 +1,179 @@
+"""mailer preview: uvicorn on 127.0.0.1 and headless Chromium, live reload, errors, identity."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.testclient import TestClient
+
+from mailer.config import Settings, load_settings
+from mailer.web.preview import Previewer, create_preview_app
+from mailer.web.sockets import bind_free
+from tests.conftest import Cli, write
+
+ISSUE = "issues/2026-11-20-weekly.md"
+
+
+@pytest.fixture
+def settings(sqlite_project: Path) -> Settings:
+    return load_settings(sqlite_project)
+
+
+@pytest.fixture
+def run(sqlite_project: Path) -> Cli:
+    return Cli(sqlite_project)
+
+
+def serve(previewer: Previewer) -> Iterator[str]:
+    sock, port = bind_free("127.0.0.1", 18025)
+    server = uvicorn.Server(uvicorn.Config(create_preview_app(previewer), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture
+def live(settings: Settings) -> Iterator[str]:
+    yield from serve(Previewer(settings, settings.project / "issues"))
+
+
+def test_preview_html_is_byte_identical_to_build_and_to_what_was_sent(
+    run: Cli, sqlite_project: Path, settings: Settings, tmp_path: Path
+) -> None:
+    write(sqlite_project / "list.csv", "email,name\nann@example.com,Ann <Lee>\n")
+    run("subscribers", "import", str(sqlite_project / "list.csv"))
+    assert run("send", str(sqlite_project / ISSUE), "--yes").exit_code == 0
+    (eml,) = list((sqlite_project / "outbox").rglob("*.eml"))
+    sent = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    sent_html = [p for p in sent.iter_parts()][1].get_content()  # type: ignore[attr-defined]
+    assert (
+        run(
+            "build", str(sqlite_project / ISSUE), "-o", str(tmp_path), "--as", "ann@example.com"
+        ).exit_code
+        == 0
+    )
+    built = (tmp_path / "2026-11-20-weekly.html").read_bytes()
+    with TestClient(
+        create_preview_app(Previewer(settings, sqlite_project / ISSUE, "ann@example.com"))
+    ) as client:
+        served = client.get("/issue/2026-11-20-weekly.md/email.html").content
+    assert served == built
+    # On the wire every line ends in CRLF (RFC 5322) and the part ends with one: the
+    # recipient's client gets these bytes back once it reads the lines.
+    assert sent_html.replace("\r\n", "\n").rstrip("\n").encode("utf-8") == built
+    assert "Ann &lt;Lee&gt;" in sent["To"] or "Ann <Lee>" in str(sent["To"])
+
+
+def test_directory_index_and_bad_input(settings: Settings, tmp_path: Path) -> None:
+    with TestClient(create_preview_app(Previewer(settings, settings.project / "issues"))) as client:
+        index = client.get("/")
+        assert (
+            "本周 AI 周报 · Weekly roundup" in index.text
+            and "KB" in index.text
+            and "2026-11-20" in index.text
+        )
+        assert client.get("/issue/nope.md").status_code == 404
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with TestClient(create_preview_app(Previewer(settings, empty))) as client:
+        r = client.get("/")
+        assert r.status_code == 404 and "No issue files" in r.text
+
+
+def test_cli_preview_missing_issue_and_port_in_use(run: Cli, sqlite_project: Path) -> None:
+    r = run("preview", str(sqlite_project / "missing.md"), "--no-open")
+    assert (
+        r.exit_code == 1
+        and r.output
+        == f"Error: {sqlite_project / 'missing.md'}: no such issue file or directory; check the path\n"
+    )
+    taken, port = bind_free("127.0.0.1", 18100)
+    try:
+        sock, other = bind_free("127.0.0.1", port)
+        assert other == port + 1
+        sock.close()
+    finally:
+        taken.close()
+
+
+@pytest.mark.browser
+def test_views_live_reload_and_errors_in_chromium(
+    live: str, settings: Settings, browser: Any, tmp_path: Path
+) -> None:
+    issue = settings.project / ISSUE
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{live}/issue/2026-11-20-weekly.md")
+    frame = page.frame_locator("#email")
+    frame.locator("text=Weekly AI Roundup").wait_for()
+    page.locator("#subject", has_text="本周 AI 周报").wait_for()
+    assert "KB of Gmail's 102 KB" in page.locator("#size").inner_text()
+    page.screenshot(path=str(tmp_path / "desktop.png"))
+    assert page.evaluate("document.getElementById('email').getBoundingClientRect().width") >= 600
+
+    page.click("button[data-view=mobile]")
+    frame.locator("text=Weekly AI Roundup").wait_for()
+    assert page.evaluate("document.getElementById('email').getBoundingClientRect().width") == 375
+    assert (
+        page.evaluate(
+            "document.getElementById('email').contentDocument.documentElement.scrollWidth"
+        )
+        <= 375
+    )
+    page.screenshot(path=str(tmp_path / "mobile.png"))
+
+    page.click("button[data-view=dark]")
+    frame.locator("text=Weekly AI Roundup").wait_for()
+    bg = page.evaluate(
+        "getComputedStyle(document.getElementById('email').contentDocument.querySelector('.mailer-content')).color"
+    )
+    assert bg != "rgb(34, 34, 34)"  # the dark rules apply
+
+    page.click("button[data-view=text]")
+    page.locator("#textview", has_text="Unsubscribe: https://news.example.com/u/").wait_for()
+    page.click("button[data-view=source]")
+    page.locator(
+        "#textview", has_text="List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+    ).wait_for()
+
+    page.click("button[data-view=desktop]")
+    frame.locator("text=Weekly AI Roundup").wait_for()
+    href_target = page.evaluate(
+        "document.getElementById('email').contentDocument.querySelector('a[href^=\"https://example.com\"]').target"
+    )
+    assert href_target == "_blank"
+
+    # live reload: edit the issue, the page changes by itself, keeping the view
+    issue.write_text(issue.read_text().replace("Weekly AI Roundup", "Live Edited Title"))
+    frame.locator("text=Live Edited Title").wait_for(timeout=5000)
+    assert (
+        page.evaluate("document.querySelector('button[aria-pressed=true]').dataset.view")
+        == "desktop"
+    )
+
+    # a broken template shows the error with file and line; fixing it brings the email back
+    tpl = settings.project / "templates" / "newsletter.mjml.j2"
+    good = tpl.read_text()
+    tpl.write_text(good.replace("{{ content }}", "{{ content }"))
+    page.locator("#error", has_text="newsletter.mjml.j2").wait_for(timeout=5000)
+    assert "template syntax error" in page.locator("#error").inner_text()
+    tpl.write_text(good)
+    frame.locator("text=Live Edited Title").wait_for(timeout=5000)
+    page.locator("#error").wait_for(state="hidden", timeout=5000)
+    with httpx.Client() as http:  # the server kept running through it all
+        assert http.get(f"{live}/").status_code == 200
+    page.close()
