@@ -31,8 +31,8 @@ def normalize(raw: str) -> str:
     m = _PLAIN.match(candidate)
     if m and len(candidate) <= 254 and candidate.index("@") <= 64:
         domain = m.group(1).lower()
-        tld = domain.rsplit(".", 1)[-1]
-        if tld not in _SPECIAL and not any(domain.endswith("." + s) for s in _SPECIAL):
+        # Every special-use name is a single label, so the last label is all to check.
+        if domain.rsplit(".", 1)[-1] not in _SPECIAL:
             return candidate[: candidate.index("@") + 1] + domain
     try:
         v = validate_email(
