@@ -168,3 +168,68 @@ def status(obj: Obj, issue: str, as_json: bool) -> None:
             click.echo(f"  {label}: batch {r['batch_seq']} {r['email']}: {r['error'] or ''}")
     if report["ambiguous"]:
         click.echo("  resend ambiguous ones on purpose with: mailer send ISSUE --retry-ambiguous")
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_obj
+def report(obj: Obj, issue: str, as_json: bool) -> None:
+    """What happened to a sent issue: delivered, bounced, opened, clicked, top links.
+
+    \b
+    Example:
+      mailer report issues/2026-11-20-weekly.md
+    """
+    from mailer.delivery.report import report as core_report
+
+    r = core_report(obj.settings(), issue)
+    if as_json:
+        click.echo(json.dumps(r, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{r['slug']}: {r['subject']}")
+    for key in (
+        "recipients",
+        "sent",
+        "delivered",
+        "bounced",
+        "complained",
+        "unsubscribed",
+        "opened",
+        "clicked",
+    ):
+        click.echo(f"  {key:<13} {r[key]}")
+    for link in r["top_links"]:
+        click.echo(f"  {link['clicks']:>6}  {link['url']}")
+
+
+@cli.group()
+def suppressions() -> None:
+    """SendGrid's suppression lists.
+
+    \b
+    Example:
+      mailer suppressions sync --dry-run
+    """
+
+
+@suppressions.command()
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@pass_obj
+def sync(obj: Obj, dry_run: bool) -> None:
+    """Apply SendGrid's unsubscribes, bounces, spam reports and invalid emails locally.
+
+    \b
+    Example:
+      mailer suppressions sync
+    """
+    from mailer.delivery.suppressions import sync as core_sync
+
+    results = core_sync(obj.settings(), dry_run)
+    verb = "would change" if dry_run else "changed"
+    for name, r in results.items():
+        click.echo(
+            f"{name}: {r.fetched} at SendGrid, {verb} {len(r.changed)}, already suppressed {r.already}, not on the list {r.unknown}"
+        )
+        for email in r.changed[:50]:
+            click.echo(f"  {email}")
