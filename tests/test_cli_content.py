@@ -130,7 +130,18 @@ def test_build_template_error_leaves_no_files(
 def test_help_lists_every_command_with_an_example() -> None:
     runner = CliRunner()
     top = runner.invoke(cli, ["--help"]).output
-    for name in ("init", "build", "preview", "subscribers", "send", "status", "report", "serve", "suppressions", "db"):
+    for name in (
+        "init",
+        "build",
+        "preview",
+        "subscribers",
+        "send",
+        "status",
+        "report",
+        "serve",
+        "suppressions",
+        "db",
+    ):
         assert f"  {name}" in top, name
     for args in (
         ["build"],
