@@ -8,9 +8,11 @@ expire (RFC 8058 links must keep working for months); rotating secret_key revoke
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 
 from itsdangerous import BadSignature, Signer
+from itsdangerous.encoding import base64_encode
 
 _PAYLOAD = re.compile(r"^[0-9a-f]{1,16}(?:\.[0-9a-f]{1,16})*$")
 
@@ -19,8 +21,15 @@ class TokenSigner:
     def __init__(self, secret_key: str, namespace: str) -> None:
         self._signer = Signer(secret_key, salt=f"mailer.{namespace}", digest_method=hashlib.sha256)
 
+        # Signing is per recipient: derive the key once and copy a keyed HMAC, instead of
+        # itsdangerous deriving it again for every one of a million links. Same bytes.
+        self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha256)
+
     def sign(self, *ids: int) -> str:
-        return self._signer.sign(".".join(f"{i:x}" for i in ids)).decode("ascii")
+        payload = ".".join(f"{i:x}" for i in ids).encode("ascii")
+        mac = self._mac.copy()
+        mac.update(payload)
+        return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
 
     def unsign(self, token: str, count: int) -> tuple[int, ...] | None:
         """The ids inside a valid token, or None for anything forged, altered or malformed."""

@@ -50,6 +50,19 @@ class Compiled:
         return self.fill(TOKENS)
 
 
+def both_values(
+    unsubscribe_url: str, email: str, name: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(HTML values, text values) for one recipient, each cleaned once."""
+    text = {
+        "unsubscribe_url": clean_text(unsubscribe_url),
+        "email": clean_text(email),
+        "name": clean_text(name) if name else "",
+    }
+    escape = html.escape
+    return {k: escape(v, quote=True) for k, v in text.items()}, text
+
+
 def html_values(unsubscribe_url: str, email: str, name: str) -> dict[str, str]:
     return {
         "unsubscribe_url": html.escape(unsubscribe_url, quote=True),

@@ -31,10 +31,8 @@ class RenderedIssue:
 
     def personalize(self, unsubscribe_url: str, email: str, name: str = "") -> tuple[str, str]:
         """(html, text) for one recipient."""
-        return (
-            self.html.fill(placeholders.html_values(unsubscribe_url, email, name)),
-            self.text.fill(placeholders.text_values(unsubscribe_url, email, name)),
-        )
+        html_values, text_values = placeholders.both_values(unsubscribe_url, email, name)
+        return self.html.fill(html_values), self.text.fill(text_values)
 
 
 class Renderer:

@@ -17,7 +17,7 @@ from http.client import HTTPException
 from typing import Any
 
 from mailer.config import Settings
-from mailer.content.placeholders import TOKENS, html_values, text_values
+from mailer.content.placeholders import TOKENS, both_values
 from mailer.delivery.message import list_headers
 from mailer.errors import DeliveryError
 from mailer.models import Outcome, Recipient
@@ -38,11 +38,12 @@ def build_request(job: Job, group: Sequence[Recipient], settings: Settings) -> d
     personalizations = []
     for r in group:
         url = p.unsubscribe_url(r)
-        subs = {TOKENS[f]: v for f, v in html_values(url, r.email, r.name).items()}
-        subs.update({TEXT_TOKENS[f]: v for f, v in text_values(url, r.email, r.name).items()})
+        html_vals, text_vals = both_values(url, r.email, r.name)
+        subs = {TOKENS[f]: v for f, v in html_vals.items()}
+        subs.update({TEXT_TOKENS[f]: v for f, v in text_vals.items()})
         to: dict[str, str] = {"email": r.email}
-        if r.name:
-            to["name"] = text_values("", "", r.name)["name"]
+        if text_vals["name"]:
+            to["name"] = text_vals["name"]
         personalizations.append(
             {
                 "to": [to],

@@ -202,12 +202,20 @@ class Ledger:
             recipients.c.batch_seq == claim.seq,
             recipients.c.state == R.PENDING,
         )
-        active = sa.select(subscribers.c.id).where(subscribers.c.status == SubscriberStatus.ACTIVE)
+        # Correlated, so each recipient costs one primary-key lookup, not a scan of the list.
+        still_active = (
+            sa.select(subscribers.c.id)
+            .where(
+                subscribers.c.id == recipients.c.subscriber_id,
+                subscribers.c.status == SubscriberStatus.ACTIVE,
+            )
+            .exists()
+        )
         at = now()
         with self.engine.begin() as conn:
             conn.execute(
                 recipients.update()
-                .where(*in_batch, recipients.c.subscriber_id.not_in(active))
+                .where(*in_batch, ~still_active)
                 .values(state=R.SKIPPED, error="no longer active", updated_at=at)
             )
             rows = conn.execute(
