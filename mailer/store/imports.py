@@ -19,7 +19,7 @@ from mailer.store.schema import subscribers
 from mailer.store.subscribers import change_status, clean_name, now
 
 CHUNK = 5000
-_chunk = sa.table("import_chunk", sa.column("k"))
+_chunk = sa.table("import_chunk", sa.column("k"), sa.column("h"))
 DETAILS_MAX = 1000  # invalid/duplicate lines listed in the report; the rest are counted
 FIELD_MAX = 1 << 20  # a single CSV field larger than 1 MiB is refused, not loaded
 STATUSES = {s.value for s in SubscriberStatus}
@@ -277,9 +277,10 @@ def _apply(
     # statements of one fixed shape, where IN lists of varying length would each be
     # compiled and cached anew (hundreds of MB of prepared statements over a big file).
     conn.execute(sa.text("DELETE FROM import_chunk"))
-    conn.execute(
-        sa.text("INSERT INTO import_chunk (k, h) VALUES (:k, :h)"),
-        [{"k": k, "h": addresses.erasure_hash(r.email)} for k, r in unique.items()],
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(  # plain tuples to the driver: no per-row SQLAlchemy processing
+        f"INSERT INTO import_chunk (k, h) VALUES ({mark}, {mark})",
+        [(k, addresses.erasure_hash(r.email)) for k, r in unique.items()],
     )
     seen_before = (
         conn.execute(sa.text("SELECT c.k FROM import_chunk c JOIN import_seen s ON s.k = c.k"))
