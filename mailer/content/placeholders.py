@@ -53,10 +53,14 @@ class Compiled:
 def both_values(
     unsubscribe_url: str, email: str, name: str
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """(HTML values, text values) for one recipient, each cleaned once."""
+    """(HTML values, text values) for one recipient.
+
+    Only the name needs cleaning here: the URL is ours (URL-safe token) and the address
+    was normalized by email-validator, which refuses control characters.
+    """
     text = {
-        "unsubscribe_url": clean_text(unsubscribe_url),
-        "email": clean_text(email),
+        "unsubscribe_url": unsubscribe_url,
+        "email": email,
         "name": clean_text(name) if name else "",
     }
     escape = html.escape

@@ -110,7 +110,7 @@ class Sender:
             if not group:
                 return
             outcome = self._send(session, claim, group)
-            self.ledger.record(claim, outcome, _batch_message_id(outcome))
+            self.ledger.record(claim, outcome, _batch_message_id(outcome), len(group))
             self._count(outcome)
             if outcome.ambiguous:
                 self.halt("the provider did not answer; its recipients are listed as ambiguous")

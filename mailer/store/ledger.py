@@ -227,12 +227,10 @@ class Ledger:
             ).all()
             if not rows:
                 return []
-            ids = [r.id for r in rows]
-            conn.execute(
-                recipients.update()
-                .where(*in_batch, recipients.c.subscriber_id.in_(ids))
-                .values(state=R.REQUESTING, updated_at=at)
-            )
+            taken = recipients.update().where(*in_batch).values(state=R.REQUESTING, updated_at=at)
+            if len(rows) == limit:  # part of the batch: name them (ordered by id, so a range)
+                taken = taken.where(recipients.c.subscriber_id.between(rows[0].id, rows[-1].id))
+            conn.execute(taken)
             conn.execute(
                 batches.update()
                 .where(batches.c.id == claim.batch_id)
@@ -240,7 +238,13 @@ class Ledger:
             )
         return [Recipient(r.id, r.email, r.name) for r in rows]
 
-    def record(self, claim: Claim, outcome: Outcome, batch_message_id: str | None = None) -> None:
+    def record(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        batch_message_id: str | None = None,
+        group_size: int = 0,
+    ) -> None:
         """What the provider said, for the recipients of one group, in one transaction."""
         at = now()
         base = (
@@ -252,7 +256,16 @@ class Ledger:
             by_id: dict[str, list[int]] = defaultdict(list)
             for sid, mid in outcome.sent.items():
                 by_id[mid].append(sid)
-            if len(by_id) <= 2:  # one request, one provider id (SendGrid): set-based
+            if len(by_id) == 1 and len(outcome.sent) == group_size:
+                # One request took the whole group (SendGrid). The claim is ours alone, so
+                # every requesting row of the batch is this group: no id list needed.
+                (mid,) = by_id
+                conn.execute(
+                    recipients.update()
+                    .where(*base)
+                    .values(state=R.SENT, message_id=mid[:200] or None, updated_at=at)
+                )
+            elif len(by_id) <= 2:
                 for mid, sids in by_id.items():
                     for part in _chunks(sids, 500):
                         conn.execute(
