@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import email
 import email.policy
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from mailer.config import Settings, load_settings
 from mailer.web.preview import Previewer, create_preview_app
 from mailer.web.sockets import bind_free
 from tests.conftest import Cli, write
+from tests.servers import run_uvicorn
 
 ISSUE = "issues/2026-11-20-weekly.md"
 
@@ -34,17 +32,8 @@ def run(sqlite_project: Path) -> Cli:
 
 
 def serve(previewer: Previewer) -> Iterator[str]:
-    sock, port = bind_free("127.0.0.1", 18025)
-    server = uvicorn.Server(uvicorn.Config(create_preview_app(previewer), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    sock, _ = bind_free("127.0.0.1", 18025)
+    yield from run_uvicorn(create_preview_app(previewer), sock)
 
 
 @pytest.fixture

@@ -404,14 +404,21 @@ def test_spamassassin_scores_real_issues_low(run: Cli, project: Path, sample_iss
         assert score <= 0.5, report
 
 
-def test_smtp_dropped_connections_are_reopened(run: Cli, project: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smtp_dropped_connections_are_reopened(
+    run: Cli, project: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mailer.providers.smtp as smtp_provider
 
     monkeypatch.setattr(smtp_provider, "BACKOFF", 0.01)
     add_list(run, "ann@example.com", "drop-bob@example.com", "cat@example.com")
-    r = run("send", str(project / ISSUE), "--yes", env={**smtp_env(smtp), "MAILER_CONCURRENCY": "1"})
+    r = run(
+        "send", str(project / ISSUE), "--yes", env={**smtp_env(smtp), "MAILER_CONCURRENCY": "1"}
+    )
     assert r.exit_code == 3, r.output
     # the server hung up on bob every time; the connection was reopened for the others
     assert smtp.handler.delivered == {"ann@example.com": 1, "cat@example.com": 1}
     status = json.loads(run("status", str(project / ISSUE), "--json").output)
-    assert status["failed"] == 1 and "connection lost before DATA" in status["failed_recipients"][0]["error"]
+    assert (
+        status["failed"] == 1
+        and "connection lost before DATA" in status["failed_recipients"][0]["error"]
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from mailer.store import Store, open_store
 from mailer.tokens import unsubscribe_signer, unsubscribe_url
 from mailer.web.serve import create_app
 from tests.conftest import Cli
-from tests.servers import free_port
+from tests.servers import run_uvicorn
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 PUBLIC = base64.b64encode(
@@ -381,26 +380,7 @@ def test_the_link_in_a_sent_message_works(
 @pytest.fixture
 def live(settings: Settings, store: Store) -> Iterator[str]:
     """uvicorn serving the app on 127.0.0.1."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, store),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    yield from run_uvicorn(create_app(settings, store))
 
 
 def test_uvicorn_end_to_end(

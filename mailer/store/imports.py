@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from mailer import addresses
 from mailer.errors import InputError
 from mailer.models import SUPPRESSED, SubscriberStatus
+from mailer.store.export import CSV_COLUMNS
 from mailer.store.schema import subscribers
 from mailer.store.subscribers import change_status, clean_name, now
 
@@ -113,15 +114,8 @@ def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
         email_at = header.index("email")
         name_at = header.index("name") if "name" in header else None
         status_at = header.index("status") if "status" in header else None
-        skip = {
-            "email",
-            "name",
-            "status",
-            "created_at",
-            "updated_at",
-            "consent_source",
-            "consent_at",
-        }
+        # Columns an export writes that are not attributes: a round trip adds nothing.
+        skip = set(CSV_COLUMNS) - {"attributes"}
         extra = [(i, h) for i, h in enumerate(header) if h and h not in skip]
         line = reader.line_num
         while True:

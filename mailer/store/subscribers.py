@@ -158,42 +158,43 @@ class Subscribers:
 
     def resubscribe(self, subscriber_id: int, reason: str, ip: str | None, ua: str | None) -> bool:
         """A person's own, recorded choice: the one way back from unsubscribed."""
-        with self.engine.begin() as conn:
-            old = conn.execute(
-                sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
-            ).scalar()
-            if old != SubscriberStatus.UNSUBSCRIBED:
-                return False
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber_id)
-                .values(
-                    consent_source=reason, consent_at=now(), consent_ip=ip, consent_user_agent=ua
-                )
-            )
-            return change_status(conn, subscriber_id, old, SubscriberStatus.ACTIVE, reason)
+        return self._activate(subscriber_id, SubscriberStatus.UNSUBSCRIBED, reason, reason, ip, ua)
 
     def confirm(self, subscriber_id: int, ip: str | None, ua: str | None) -> bool:
         """Double opt-in: pending → active, with the consent that made it so."""
+        return self._activate(
+            subscriber_id,
+            SubscriberStatus.PENDING,
+            "web:confirm",
+            "double opt-in confirmed",
+            ip,
+            ua,
+        )
+
+    def _activate(
+        self,
+        subscriber_id: int,
+        expected: SubscriberStatus,
+        source: str,
+        reason: str,
+        ip: str | None,
+        ua: str | None,
+    ) -> bool:
+        """expected → active, recording the consent (source, time, IP, user agent) with it."""
         with self.engine.begin() as conn:
             old = conn.execute(
                 sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
             ).scalar()
-            if old != SubscriberStatus.PENDING:
+            if old != expected:
                 return False
             conn.execute(
                 subscribers.update()
                 .where(subscribers.c.id == subscriber_id)
                 .values(
-                    consent_source="web:confirm",
-                    consent_at=now(),
-                    consent_ip=ip,
-                    consent_user_agent=ua,
+                    consent_source=source, consent_at=now(), consent_ip=ip, consent_user_agent=ua
                 )
             )
-            return change_status(
-                conn, subscriber_id, old, SubscriberStatus.ACTIVE, "double opt-in confirmed"
-            )
+            return change_status(conn, subscriber_id, old, SubscriberStatus.ACTIVE, reason)
 
     def count(self, status: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(subscribers)
