@@ -236,7 +236,7 @@ class Ledger:
                 .where(batches.c.id == claim.batch_id)
                 .values(state=B.REQUESTING, lease_expires=at + LEASE, updated_at=at)
             )
-        return [Recipient(r.id, r.email, r.name) for r in rows]
+        return [Recipient(sid, email, name) for sid, email, name in rows]  # tuples: fast
 
     def record(
         self,
