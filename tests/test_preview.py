@@ -100,6 +100,17 @@ def test_cli_preview_missing_issue_and_port_in_use(run: Cli, sqlite_project: Pat
         taken.close()
 
 
+def show(page: Any, view: str | None = None) -> None:
+    """Click a view (or wait for a reload) and wait until it is on screen."""
+    before = page.evaluate("document.body.dataset.shown || ''")
+    if view is not None:
+        page.click(f"button[data-view={view}]")
+    page.wait_for_function(
+        "([b, v]) => { const s = document.body.dataset.shown || ''; return s !== b && (!v || s.startsWith(v + ':')); }",
+        arg=[before, view],
+    )
+
+
 @pytest.mark.browser
 def test_views_live_reload_and_errors_in_chromium(
     live: str, settings: Settings, browser: Any, tmp_path: Path
@@ -114,8 +125,7 @@ def test_views_live_reload_and_errors_in_chromium(
     page.screenshot(path=str(tmp_path / "desktop.png"))
     assert page.evaluate("document.getElementById('email').getBoundingClientRect().width") >= 600
 
-    page.click("button[data-view=mobile]")
-    frame.locator("text=Weekly AI Roundup").wait_for()
+    show(page, "mobile")
     assert page.evaluate("document.getElementById('email').getBoundingClientRect().width") == 375
     assert (
         page.evaluate(
@@ -125,26 +135,24 @@ def test_views_live_reload_and_errors_in_chromium(
     )
     page.screenshot(path=str(tmp_path / "mobile.png"))
 
-    page.click("button[data-view=dark]")
-    frame.locator("text=Weekly AI Roundup").wait_for()
-    bg = page.evaluate(
-        "getComputedStyle(document.getElementById('email').contentDocument.querySelector('.mailer-content')).color"
-    )
-    assert bg != "rgb(34, 34, 34)"  # the dark rules apply
+    show(page, "dark")
+    color = "getComputedStyle(document.getElementById('email').contentDocument.querySelector('.mailer-content p')).color"
+    assert page.evaluate(color) == "rgb(221, 221, 221)"  # the email's own dark rules apply
 
-    page.click("button[data-view=text]")
+    show(page, "text")
     page.locator("#textview", has_text="Unsubscribe: https://news.example.com/u/").wait_for()
-    page.click("button[data-view=source]")
+    show(page, "source")
     page.locator(
         "#textview", has_text="List-Unsubscribe-Post: List-Unsubscribe=One-Click"
     ).wait_for()
 
-    page.click("button[data-view=desktop]")
-    frame.locator("text=Weekly AI Roundup").wait_for()
-    href_target = page.evaluate(
-        "document.getElementById('email').contentDocument.querySelector('a[href^=\"https://example.com\"]').target"
+    show(page, "desktop")
+    assert page.evaluate(color) == "rgb(34, 34, 34)"  # and light again
+    # links in the email open in a new tab (set once the frame has loaded)
+    page.wait_for_function(
+        "() => document.getElementById('email').contentDocument"
+        "?.querySelector('a[href^=\"https://example.com\"]')?.target === '_blank'"
     )
-    assert href_target == "_blank"
 
     # live reload: edit the issue, the page changes by itself, keeping the view
     issue.write_text(issue.read_text().replace("Weekly AI Roundup", "Live Edited Title"))
@@ -159,6 +167,7 @@ def test_views_live_reload_and_errors_in_chromium(
     good = tpl.read_text()
     tpl.write_text(good.replace("{{ content }}", "{{ content }"))
     page.locator("#error", has_text="newsletter.mjml.j2").wait_for(timeout=5000)
+    frame.locator("text=Cannot render").wait_for(timeout=5000)
     assert "template syntax error" in page.locator("#error").inner_text()
     tpl.write_text(good)
     frame.locator("text=Live Edited Title").wait_for(timeout=5000)
