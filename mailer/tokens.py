@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from base64 import urlsafe_b64encode
 
 from itsdangerous import BadSignature, Signer
-from itsdangerous.encoding import base64_encode
 
 _PAYLOAD = re.compile(r"^[0-9a-f]{1,16}(?:\.[0-9a-f]{1,16})*$")
 
@@ -26,10 +26,11 @@ class TokenSigner:
         self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha256)
 
     def sign(self, *ids: int) -> str:
-        payload = ".".join(f"{i:x}" for i in ids).encode("ascii")
+        payload = b".".join(b"%x" % i for i in ids)
         mac = self._mac.copy()
         mac.update(payload)
-        return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
+        # itsdangerous's encoding: URL-safe base64 without padding
+        return (payload + b"." + urlsafe_b64encode(mac.digest()).rstrip(b"=")).decode("ascii")
 
     def unsign(self, token: str, count: int) -> tuple[int, ...] | None:
         """The ids inside a valid token, or None for anything forged, altered or malformed."""

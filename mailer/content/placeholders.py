@@ -58,13 +58,17 @@ def both_values(
     Only the name needs cleaning here: the URL is ours (URL-safe token) and the address
     was normalized by email-validator, which refuses control characters.
     """
-    text = {
-        "unsubscribe_url": unsubscribe_url,
-        "email": email,
-        "name": clean_text(name) if name else "",
-    }
-    escape = html.escape
-    return {k: escape(v, quote=True) for k, v in text.items()}, text
+    name = clean_text(name) if name else ""
+    text = {"unsubscribe_url": unsubscribe_url, "email": email, "name": name}
+    return {k: _escape(v) for k, v in text.items()}, text
+
+
+_SPECIAL = re.compile(r"[&<>\"']")
+
+
+def _escape(value: str) -> str:
+    # Most values need no escaping; finding that out is cheaper than escaping.
+    return html.escape(value, quote=True) if _SPECIAL.search(value) else value
 
 
 def html_values(unsubscribe_url: str, email: str, name: str) -> dict[str, str]:

@@ -202,41 +202,48 @@ class Ledger:
             recipients.c.batch_seq == claim.seq,
             recipients.c.state == R.PENDING,
         )
-        # Correlated, so each recipient costs one primary-key lookup, not a scan of the list.
-        still_active = (
-            sa.select(subscribers.c.id)
-            .where(
-                subscribers.c.id == recipients.c.subscriber_id,
-                subscribers.c.status == SubscriberStatus.ACTIVE,
-            )
-            .exists()
-        )
         at = now()
         with self.engine.begin() as conn:
-            conn.execute(
-                recipients.update()
-                .where(*in_batch, ~still_active)
-                .values(state=R.SKIPPED, error="no longer active", updated_at=at)
-            )
-            rows = conn.execute(
-                sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
-                .join(recipients, recipients.c.subscriber_id == subscribers.c.id)
-                .where(*in_batch)
-                .order_by(subscribers.c.id)
-                .limit(limit)
-            ).all()
-            if not rows:
-                return []
+            while True:
+                rows = conn.execute(
+                    sa.select(
+                        subscribers.c.id,
+                        subscribers.c.email,
+                        subscribers.c.name,
+                        subscribers.c.status,
+                    )
+                    .join(recipients, recipients.c.subscriber_id == subscribers.c.id)
+                    .where(*in_batch)
+                    .order_by(subscribers.c.id)
+                    .limit(limit)
+                ).all()
+                if not rows:
+                    return []
+                gone = [r[0] for r in rows if r[3] != SubscriberStatus.ACTIVE]
+                if gone:
+                    conn.execute(
+                        recipients.update()
+                        .where(*in_batch, recipients.c.subscriber_id.in_(gone))
+                        .values(state=R.SKIPPED, error="no longer active", updated_at=at)
+                    )
+                if len(gone) < len(rows):
+                    break
+            # The rows read are the batch's first pending ones by id, so the ones left pending
+            # between the first and the last are exactly the active ones read.
             taken = recipients.update().where(*in_batch).values(state=R.REQUESTING, updated_at=at)
-            if len(rows) == limit:  # part of the batch: name them (ordered by id, so a range)
-                taken = taken.where(recipients.c.subscriber_id.between(rows[0].id, rows[-1].id))
+            if len(rows) == limit:
+                taken = taken.where(recipients.c.subscriber_id.between(rows[0][0], rows[-1][0]))
             conn.execute(taken)
             conn.execute(
                 batches.update()
                 .where(batches.c.id == claim.batch_id)
                 .values(state=B.REQUESTING, lease_expires=at + LEASE, updated_at=at)
             )
-        return [Recipient(sid, email, name) for sid, email, name in rows]  # tuples: fast
+        return [
+            Recipient(sid, email, name)
+            for sid, email, name, status in rows
+            if status == SubscriberStatus.ACTIVE
+        ]
 
     def record(
         self,
