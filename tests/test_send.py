@@ -281,15 +281,31 @@ def test_sendgrid_request_shape(run: Cli, project: Path, sendgrid: SendGridServe
     assert p["headers"]["List-Unsubscribe"].startswith("<https://news.example.com/u/")
     assert p["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = p["headers"]["List-Unsubscribe"][1:-1]
-    assert p["substitutions"]["__MAILER_UNSUBSCRIBE_URL_TEXT__"] == url
-    html = body["content"][1]["value"]
-    assert (
-        "__MAILER_UNSUBSCRIBE_URL__" in html
-        and "__MAILER_UNSUBSCRIBE_URL_TEXT__" in body["content"][0]["value"]
-    )
+    # only the fields the templates use; values that read the same escaped share one key
+    assert p["substitutions"] == {
+        "__MAILER_UNSUBSCRIBE_URL__": url,
+        "__MAILER_EMAIL__": p["to"][0]["email"],
+    }
+    for part in body["content"]:
+        assert "__MAILER_UNSUBSCRIBE_URL__" in part["value"] and "__MAILER_EMAIL__" in part["value"]
     assert body["headers"]["List-Id"]
     status = json.loads(run("status", str(project / ISSUE), "--json").output)
     assert status["sent"] == 1500 and status["batches"] == {"sent": 2}
+
+
+def test_sendgrid_text_part_gets_unescaped_values(
+    run: Cli, project: Path, sendgrid: SendGridServer
+) -> None:
+    add_list(run, "plain@example.com", "tom&jerry@example.com")
+    assert run("send", str(project / ISSUE), "--yes", env=sg_env(sendgrid)).exit_code == 0
+    (body,) = sendgrid.state.requests
+    text, html = body["content"][0]["value"], body["content"][1]["value"]
+    assert "__MAILER_EMAIL_TEXT__" in text and "__MAILER_EMAIL__" in html
+    tom = next(
+        p for p in body["personalizations"] if p["to"][0]["email"] == "tom&jerry@example.com"
+    )
+    assert tom["substitutions"]["__MAILER_EMAIL__"] == "tom&amp;jerry@example.com"
+    assert tom["substitutions"]["__MAILER_EMAIL_TEXT__"] == "tom&jerry@example.com"
 
 
 def test_sendgrid_retries_429_and_5xx(run: Cli, project: Path, sendgrid: SendGridServer) -> None:

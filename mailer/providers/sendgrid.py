@@ -31,16 +31,26 @@ TEXT_TOKENS = {f: t[:-2] + "_TEXT__" for f, t in TOKENS.items()}
 
 
 def build_request(job: Job, group: Sequence[Recipient], settings: Settings) -> dict[str, Any]:
-    """The JSON body for POST /v3/mail/send."""
+    """The JSON body for POST /v3/mail/send.
+
+    Substitutions carry only the fields the templates use. A field whose value reads the
+    same escaped and unescaped for everyone in the request shares one key between the
+    HTML and the text part; otherwise the text part gets its own, unescaped key.
+    """
     if len(group) > MAX_PERSONALIZATIONS:
         raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
     p = job.personalizer
-    personalizations = []
+    html_fields, text_fields = set(p.rendered.html.fields), set(p.rendered.text.fields)
+    people = []
     for r in group:
         url = p.unsubscribe_url(r)
-        html_vals, text_vals = both_values(url, r.email, r.name)
-        subs = {TOKENS[f]: v for f, v in html_vals.items()}
-        subs.update({TEXT_TOKENS[f]: v for f, v in text_vals.items()})
+        people.append((r, url, *both_values(url, r.email, r.name)))
+    split = {f for f in text_fields & html_fields if any(h[f] != t[f] for _, _, h, t in people)}
+    text_tokens = {f: TEXT_TOKENS[f] if f in split else TOKENS[f] for f in text_fields}
+    personalizations = []
+    for r, url, html_vals, text_vals in people:
+        subs = {TOKENS[f]: html_vals[f] for f in html_fields}
+        subs.update({text_tokens[f]: text_vals[f] for f in text_fields})
         to: dict[str, str] = {"email": r.email}
         if text_vals["name"]:
             to["name"] = text_vals["name"]
@@ -63,7 +73,7 @@ def build_request(job: Job, group: Sequence[Recipient], settings: Settings) -> d
         },
         "subject": p.factory.subject,
         "content": [
-            {"type": "text/plain", "value": p.rendered.text.fill(TEXT_TOKENS)},
+            {"type": "text/plain", "value": p.rendered.text.fill({**TOKENS, **text_tokens})},
             {"type": "text/html", "value": p.rendered.html.fill(TOKENS)},
         ],
         "headers": p.factory.issue_headers,
