@@ -117,10 +117,10 @@ def floor_sendgrid(project: str, _provider: str, host: str, port: str) -> dict[s
                             "List-Unsubscribe": f"<{url}>",
                             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                         },
+                        # the payload mailer sends: the fields the default templates use
                         "substitutions": {
                             "__MAILER_UNSUBSCRIBE_URL__": url,
                             "__MAILER_EMAIL__": email,
-                            "__MAILER_NAME__": name,
                         },
                         "custom_args": {"mailer_issue": "1", "mailer_subscriber": str(sid)},
                     }
