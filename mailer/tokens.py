@@ -43,7 +43,11 @@ class TokenSigner:
         if not _PAYLOAD.match(payload):
             return None
         ids = tuple(int(p, 16) for p in payload.split("."))
-        return ids if len(ids) == count else None
+        # Only the canonical spelling: base64's padding bits would otherwise let a changed
+        # last character (or leading zeros in an id) pass as the same token.
+        if len(ids) != count or not hmac.compare_digest(self.sign(*ids), token):
+            return None
+        return ids
 
 
 def unsubscribe_signer(secret_key: str) -> TokenSigner:
