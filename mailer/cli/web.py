@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from mailer.cli import Obj, cli, pass_obj
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def listen_options(port: int, port_help: str) -> Callable[[F], F]:
+    """--host and --port, shared by the commands that run a server."""
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--port", default=port, show_default=True, type=click.IntRange(1, 65535), help=port_help
+        )(f)
+        return click.option(
+            "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
+        )(f)
+
+    return decorate
+
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port",
-    default=8000,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="Port to listen on.",
-)
+@listen_options(8000, "Port to listen on.")
 @pass_obj
 def serve(obj: Obj, host: str, port: int) -> None:
     """Serve the unsubscribe and subscribe pages and POST /webhooks/sendgrid.
@@ -48,14 +59,7 @@ def serve(obj: Obj, host: str, port: int) -> None:
 
 @cli.command()
 @click.argument("issue", type=click.Path(path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port",
-    default=8025,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="Port (the next free one if taken).",
-)
+@listen_options(8025, "Port (the next free one if taken).")
 @click.option("--no-open", is_flag=True, help="Do not open the browser.")
 @click.option("--as", "as_email", metavar="EMAIL", help="Personalize for this subscriber.")
 @pass_obj
