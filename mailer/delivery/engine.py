@@ -77,20 +77,28 @@ class Sender:
 
     def _worker(self) -> None:
         session: Session | None = None
+        size = self.provider.group_size
         try:
             session = self.provider.session()
             while not self.stop.is_set():
-                claim = self.ledger.claim(self.job.issue_id, self.owner)
-                if claim is None:
+                # Wait for the rate limit before marking anyone requesting: a sender killed
+                # while it waits must not leave a group ambiguous that never left.
+                self.bucket.acquire(size, self.stop)
+                if self.stop.is_set():
                     return
-                error = None
+                got = self.ledger.claim_group(self.job.issue_id, self.owner, size)
+                if got is None:
+                    return
+                claim, group, more = got
+                settled, error = False, None
                 try:
-                    self._batch(session, claim)
+                    settled = self._batch(session, claim, group, more)
                 except Exception as e:
                     error = str(e)
                     raise
                 finally:
-                    self.ledger.release(claim, error)
+                    if not settled:
+                        self.ledger.release(claim, error)
         except DeliveryError as e:
             self.halt(str(e))
         except Exception as e:  # a bug or a dead database: stop everyone, say what happened
@@ -99,21 +107,26 @@ class Sender:
             if session is not None:
                 session.close()
 
-    def _batch(self, session: Session, claim: Claim) -> None:
-        while not self.stop.is_set():
-            # Wait for the rate limit before marking anyone requesting: a sender killed
-            # while it waits must not leave a group ambiguous that never left.
-            self.bucket.acquire(self.provider.group_size, self.stop)
-            if self.stop.is_set():
-                return
-            group = self.ledger.take(claim, self.provider.group_size)
-            if not group:
-                return
+    def _batch(self, session: Session, claim: Claim, group: list[Recipient], more: bool) -> bool:
+        """Send a claimed batch group by group. True when the last record settled it."""
+        size = self.provider.group_size
+        while group:
             outcome = self._send(session, claim, group)
-            self.ledger.record(claim, outcome, _batch_message_id(outcome), len(group))
+            self.ledger.record(
+                claim, outcome, _batch_message_id(outcome), len(group), settle=not more
+            )
             self._count(outcome)
             if outcome.ambiguous:
                 self.halt("the provider did not answer; its recipients are listed as ambiguous")
+            if not more:
+                return True
+            if self.stop.is_set():
+                return False
+            self.bucket.acquire(size, self.stop)
+            if self.stop.is_set():
+                return False
+            group, more = self.ledger.take_group(claim, size)
+        return False
 
     def _send(self, session: Session, claim: Claim, group: list[Recipient]) -> Outcome:
         try:

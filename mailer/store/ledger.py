@@ -169,81 +169,105 @@ class Ledger:
 
     def claim(self, issue_id: int, owner: str) -> Claim | None:
         with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(batches.c.id, batches.c.seq)
-                .where(batches.c.issue_id == issue_id, batches.c.state == B.PENDING)
-                .order_by(batches.c.seq)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if row is None:
-                return None
-            conn.execute(
-                batches.update()
-                .where(batches.c.id == row.id)
-                .values(
-                    state=B.CLAIMED,
-                    lease_owner=owner,
-                    lease_expires=now() + LEASE,
-                    attempts=batches.c.attempts + 1,
-                    updated_at=now(),
-                )
+            return self._claim(conn, issue_id, owner)
+
+    def _claim(self, conn: sa.Connection, issue_id: int, owner: str) -> Claim | None:
+        row = conn.execute(
+            sa.select(batches.c.id, batches.c.seq)
+            .where(batches.c.issue_id == issue_id, batches.c.state == B.PENDING)
+            .order_by(batches.c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if row is None:
+            return None
+        conn.execute(
+            batches.update()
+            .where(batches.c.id == row.id)
+            .values(
+                state=B.CLAIMED,
+                lease_owner=owner,
+                lease_expires=now() + LEASE,
+                attempts=batches.c.attempts + 1,
+                updated_at=now(),
             )
+        )
         return Claim(row.id, issue_id, row.seq, owner)
 
-    def take(self, claim: Claim, limit: int) -> list[Recipient]:
-        """The next `limit` recipients of a claimed batch, marked requesting, committed.
+    def claim_group(
+        self, issue_id: int, owner: str, limit: int
+    ) -> tuple[Claim, list[Recipient], bool] | None:
+        """Claim the next batch and take its first group in one transaction.
 
-        Whoever stopped being active since the snapshot is marked skipped in the same
-        transaction, so an unsubscribe that lands mid-send is honoured by every later group.
+        Returns (claim, group, more): `more` says whether pending recipients remain in the
+        batch after this group. None when no batch is left.
         """
+        with self.engine.begin() as conn:
+            claim = self._claim(conn, issue_id, owner)
+            if claim is None:
+                return None
+            group, more = self._take(conn, claim, limit)
+        return claim, group, more
+
+    def take(self, claim: Claim, limit: int) -> list[Recipient]:
+        return self.take_group(claim, limit)[0]
+
+    def take_group(self, claim: Claim, limit: int) -> tuple[list[Recipient], bool]:
+        """The next `limit` recipients of a claimed batch, marked requesting, committed,
+        and whether more remain after them."""
+        with self.engine.begin() as conn:
+            return self._take(conn, claim, limit)
+
+    def _take(self, conn: sa.Connection, claim: Claim, limit: int) -> tuple[list[Recipient], bool]:
+        # Whoever stopped being active since the snapshot is marked skipped in the same
+        # transaction, so an unsubscribe that lands mid-send is honoured by every later group.
         in_batch = (
             recipients.c.issue_id == claim.issue_id,
             recipients.c.batch_seq == claim.seq,
             recipients.c.state == R.PENDING,
         )
         at = now()
-        with self.engine.begin() as conn:
-            while True:
-                rows = conn.execute(
-                    sa.select(
-                        subscribers.c.id,
-                        subscribers.c.email,
-                        subscribers.c.name,
-                        subscribers.c.status,
-                    )
-                    .join(recipients, recipients.c.subscriber_id == subscribers.c.id)
-                    .where(*in_batch)
-                    .order_by(subscribers.c.id)
-                    .limit(limit)
-                ).all()
-                if not rows:
-                    return []
-                gone = [r[0] for r in rows if r[3] != SubscriberStatus.ACTIVE]
-                if gone:
-                    conn.execute(
-                        recipients.update()
-                        .where(*in_batch, recipients.c.subscriber_id.in_(gone))
-                        .values(state=R.SKIPPED, error="no longer active", updated_at=at)
-                    )
-                if len(gone) < len(rows):
-                    break
-            # The rows read are the batch's first pending ones by id, so the ones left pending
-            # between the first and the last are exactly the active ones read.
-            taken = recipients.update().where(*in_batch).values(state=R.REQUESTING, updated_at=at)
-            if len(rows) == limit:
-                taken = taken.where(recipients.c.subscriber_id.between(rows[0][0], rows[-1][0]))
-            conn.execute(taken)
-            conn.execute(
-                batches.update()
-                .where(batches.c.id == claim.batch_id)
-                .values(state=B.REQUESTING, lease_expires=at + LEASE, updated_at=at)
-            )
-        return [
-            Recipient(sid, email, name)
-            for sid, email, name, status in rows
-            if status == SubscriberStatus.ACTIVE
+        while True:
+            rows = conn.execute(
+                sa.select(
+                    subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status
+                )
+                .join(recipients, recipients.c.subscriber_id == subscribers.c.id)
+                .where(*in_batch)
+                .order_by(subscribers.c.id)
+                .limit(limit + 1)  # one more than needed: is there anything after this group?
+            ).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            if not rows:
+                return [], False
+            gone = [r[0] for r in rows if r[3] != SubscriberStatus.ACTIVE]
+            if gone:
+                conn.execute(
+                    recipients.update()
+                    .where(*in_batch, recipients.c.subscriber_id.in_(gone))
+                    .values(state=R.SKIPPED, error="no longer active", updated_at=at)
+                )
+            if len(gone) < len(rows):
+                break
+            if not more:
+                return [], False
+        # The rows read are the batch's first pending ones by id, so the ones left pending
+        # between the first and the last (or in the whole batch, if none come after) are
+        # exactly the active ones read.
+        taken = recipients.update().where(*in_batch).values(state=R.REQUESTING, updated_at=at)
+        if more:
+            taken = taken.where(recipients.c.subscriber_id.between(rows[0][0], rows[-1][0]))
+        conn.execute(taken)
+        conn.execute(
+            batches.update()
+            .where(batches.c.id == claim.batch_id)
+            .values(state=B.REQUESTING, lease_expires=at + LEASE, updated_at=at)
+        )
+        group = [
+            Recipient(i, e, n) for i, e, n, status in rows if status == SubscriberStatus.ACTIVE
         ]
+        return group, more
 
     def record(
         self,
@@ -251,8 +275,13 @@ class Ledger:
         outcome: Outcome,
         batch_message_id: str | None = None,
         group_size: int = 0,
+        settle: bool = False,
     ) -> None:
-        """What the provider said, for the recipients of one group, in one transaction."""
+        """What the provider said, for the recipients of one group, in one transaction.
+
+        With `settle`, the group was the batch's last: its final state is set and its lease
+        let go in the same transaction.
+        """
         at = now()
         base = (
             recipients.c.issue_id == claim.issue_id,
@@ -309,6 +338,8 @@ class Ledger:
                     .where(batches.c.id == claim.batch_id)
                     .values(provider_message_id=batch_message_id[:200])
                 )
+            if settle:
+                self._settle(conn, claim.issue_id, claim.batch_id, claim.seq)
 
     def revert(self, claim: Claim, group: Iterable[Recipient]) -> None:
         """The provider certainly did not take these (it said so, or never connected)."""
