@@ -438,3 +438,36 @@ def test_smtp_dropped_connections_are_reopened(
         status["failed"] == 1
         and "connection lost before DATA" in status["failed_recipients"][0]["error"]
     )
+
+
+def test_sendgrid_request_covers_every_placeholder_the_templates_use(
+    project: Path, run: Cli
+) -> None:
+    """Whatever mix of fields the HTML and text templates use, every token in the content
+    has a substitution, and each part gets its own escaping."""
+    from mailer.content.issue import load_issue
+    from mailer.content.placeholders import TOKENS
+    from mailer.content.render import Renderer
+    from mailer.models import Recipient
+    from mailer.providers.sendgrid import TEXT_TOKENS, build_request
+
+    txt = project / "templates" / "newsletter.txt.j2"
+    txt.write_text("Hi {{ name }}!\n" + txt.read_text())  # name in the text part only
+    settings = load_settings(project)
+    rendered = Renderer(settings).render(load_issue(project / ISSUE))
+    job = Job(1, "s", Personalizer(settings, rendered, 1))
+    group = [Recipient(1, "a@example.com", "Ann & Bo"), Recipient(2, "tom&jerry@example.com", "")]
+    body = build_request(job, group, settings)
+    text, html = body["content"][0]["value"], body["content"][1]["value"]
+    for p in body["personalizations"]:
+        subs = p["substitutions"]
+        for part in (text, html):
+            for token in [*TOKENS.values(), *TEXT_TOKENS.values()]:
+                if token in part:
+                    assert token in subs, token
+    ann = body["personalizations"][0]["substitutions"]
+    assert "Hi __MAILER_NAME__!" in text and ann["__MAILER_NAME__"] == "Ann & Bo"  # text: unescaped
+    assert (
+        body["personalizations"][1]["substitutions"]["__MAILER_EMAIL__"]
+        == "tom&amp;jerry@example.com"
+    )

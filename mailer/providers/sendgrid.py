@@ -46,23 +46,22 @@ def build_request(job: Job, group: Sequence[Recipient], settings: Settings) -> d
         url = p.unsubscribe_url(r)
         people.append((r, url, *both_values(url, r.email, r.name)))
     split = {f for f in text_fields & html_fields if any(h[f] != t[f] for _, _, h, t in people)}
+    # Which value goes under which key, worked out once per request, not per recipient.
     text_tokens = {f: TEXT_TOKENS[f] if f in split else TOKENS[f] for f in text_fields}
+    keys = [(TOKENS[f], f, True) for f in html_fields]
+    keys += [(text_tokens[f], f, False) for f in text_fields if f in split or f not in html_fields]
+    issue = str(job.issue_id)
     personalizations = []
     for r, url, html_vals, text_vals in people:
-        subs = {TOKENS[f]: html_vals[f] for f in html_fields}
-        subs.update({text_tokens[f]: text_vals[f] for f in text_fields})
-        to: dict[str, str] = {"email": r.email}
-        if text_vals["name"]:
-            to["name"] = text_vals["name"]
+        name = text_vals["name"]
         personalizations.append(
             {
-                "to": [to],
+                "to": [{"email": r.email, "name": name} if name else {"email": r.email}],
                 "headers": list_headers(url),
-                "substitutions": subs,
-                "custom_args": {
-                    "mailer_issue": str(job.issue_id),
-                    "mailer_subscriber": str(r.subscriber_id),
+                "substitutions": {
+                    key: (html_vals if html else text_vals)[f] for key, f, html in keys
                 },
+                "custom_args": {"mailer_issue": issue, "mailer_subscriber": str(r.subscriber_id)},
             }
         )
     body: dict[str, Any] = {
