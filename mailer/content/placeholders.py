@@ -71,22 +71,6 @@ def _escape(value: str) -> str:
     return html.escape(value, quote=True) if _SPECIAL.search(value) else value
 
 
-def html_values(unsubscribe_url: str, email: str, name: str) -> dict[str, str]:
-    return {
-        "unsubscribe_url": html.escape(unsubscribe_url, quote=True),
-        "email": html.escape(clean_text(email), quote=True),
-        "name": html.escape(clean_text(name), quote=True),
-    }
-
-
-def text_values(unsubscribe_url: str, email: str, name: str) -> dict[str, str]:
-    return {
-        "unsubscribe_url": clean_text(unsubscribe_url),
-        "email": clean_text(email),
-        "name": clean_text(name),
-    }
-
-
 def reject_reserved(text: str, source: str) -> None:
     from mailer.errors import InputError
 

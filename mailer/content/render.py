@@ -87,10 +87,6 @@ class Renderer:
             return name
 
 
-def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
-    return Renderer(settings).render(issue)
-
-
 def mjml_to_html(source: str, path: str) -> str:
     from mjml import mjml2html
 
