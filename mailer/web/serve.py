@@ -104,20 +104,24 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         s = store.subscribers.by_id(ids[0])
         return (s, ids[1]) if s is not None else None
 
+    async def lookup(request: Request, signer: TokenSigner) -> tuple[Any, int] | None:
+        """The subscriber and issue id a link's token names, or None for any bad token."""
+        return await run_in_threadpool(subscriber_from, request.path_params["token"], signer)
+
     async def unsubscribe_page(request: Request) -> Response:
-        found = await run_in_threadpool(subscriber_from, request.path_params["token"], unsub)
+        found = await lookup(request, unsub)
         if found is None:
             return pages.not_found()
         s, _ = found
         if s.status == SubscriberStatus.UNSUBSCRIBED:
-            return _unsubscribed(s, request.path_params["token"])
+            return _unsubscribed(s)
         return pages.render(
             "Unsubscribe?",
             [f"Stop sending {settings.display_name} to {addresses.mask(s.email)}?"],
             Form(request.url.path, "Unsubscribe", hidden=[("List-Unsubscribe", "One-Click")]),
         )
 
-    def _unsubscribed(s: Any, token: str) -> Response:
+    def _unsubscribed(s: Any) -> Response:
         resub_token = resub.sign(s.id, 0)
         return pages.render(
             "You are unsubscribed",
@@ -129,8 +133,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         form = await read_form(request)
         if form is None or form.get("List-Unsubscribe") != "One-Click":
             return PlainTextResponse("Expected the form field List-Unsubscribe=One-Click.", 400)
-        token = request.path_params["token"]
-        found = await run_in_threadpool(subscriber_from, token, unsub)
+        found = await lookup(request, unsub)
         if found is None:
             return pages.not_found()
         s, issue_id = found
@@ -140,10 +143,10 @@ def create_app(settings: Settings, store: Store) -> Starlette:
             SubscriberStatus.UNSUBSCRIBED,
             f"one-click (issue {issue_id})",
         )
-        return _unsubscribed(s, token)
+        return _unsubscribed(s)
 
     async def resubscribe(request: Request) -> Response:
-        found = await run_in_threadpool(subscriber_from, request.path_params["token"], resub)
+        found = await lookup(request, resub)
         if found is None:
             return pages.not_found()
         s, _ = found
@@ -188,7 +191,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         )
 
     async def confirm_page(request: Request) -> Response:
-        found = await run_in_threadpool(subscriber_from, request.path_params["token"], confirm)
+        found = await lookup(request, confirm)
         if found is None:
             return pages.not_found()
         s, _ = found
@@ -199,7 +202,7 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         )
 
     async def confirm_post(request: Request) -> Response:
-        found = await run_in_threadpool(subscriber_from, request.path_params["token"], confirm)
+        found = await lookup(request, confirm)
         if found is None:
             return pages.not_found()
         s, _ = found
