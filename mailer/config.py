@@ -67,6 +67,15 @@ class Settings:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.project / p
 
+    def relative(self, path: str | Path) -> str:
+        """A file's name as the ledger records it: relative to the project when inside it,
+        so another machine (or a moved project) resuming the issue names it the same."""
+        p = Path(path).expanduser().resolve()
+        try:
+            return p.relative_to(self.project).as_posix()
+        except ValueError:
+            return p.as_posix()
+
     @property
     def resolved_database_url(self) -> str:
         """SQLite paths are relative to the project, not to wherever mailer was started."""

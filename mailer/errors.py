@@ -2,6 +2,14 @@
 
 The CLI turns any `MailerError` into one line on stderr and exit code 1; nothing else
 should ever reach the user as a traceback.
+
+Delivery errors follow where they happened, which decides what the ledger records:
+- `LocalError`: on this machine, before any byte left (a bad outbox folder, a message
+  that cannot be built). Nothing was sent: stop, the recipients stay pending.
+- `TransientError`: the provider certainly did not take the request and may later.
+- `DeliveryError` (itself): the provider refused the request; retrying will not help.
+- A permanent refusal of one recipient is a per-recipient `Outcome.failed`, and an error
+  after bytes may have reached the provider is `Outcome.ambiguous`: never an exception.
 """
 
 
@@ -26,7 +34,15 @@ class StoreError(MailerError):
 
 
 class DeliveryError(MailerError):
-    """A provider refused or failed a request in a way that retrying will not fix."""
+    """Nothing of the request was taken: the provider refused it, or it never left."""
+
+
+class TransientError(DeliveryError):
+    """The provider certainly did not accept the request, and may later: stop, keep pending."""
+
+
+class LocalError(DeliveryError):
+    """Failed on this machine before anything left it: stop, keep pending."""
 
 
 class SizeError(MailerError):

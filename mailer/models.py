@@ -1,9 +1,15 @@
-"""The shared vocabulary: statuses, states and event types, plus small value types."""
+"""The shared vocabulary: statuses, states, event types, the status policy, value types.
+
+Everything here is plain data or a pure rule, so every layer above may import it.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Protocol
 
 
 class SubscriberStatus(StrEnum):
@@ -14,10 +20,53 @@ class SubscriberStatus(StrEnum):
     COMPLAINED = "complained"
 
 
-# Statuses a person (or their mail server) chose; an import must never undo them.
+# Statuses a person (or their mail server) chose; nothing automatic ever undoes them.
 SUPPRESSED = frozenset(
     {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
 )
+# How strongly a status says "do not mail": a machine may only move a person up this scale.
+SEVERITY = {
+    SubscriberStatus.ACTIVE: 0,
+    SubscriberStatus.PENDING: 0,
+    SubscriberStatus.UNSUBSCRIBED: 1,
+    SubscriberStatus.BOUNCED: 2,
+    SubscriberStatus.COMPLAINED: 3,
+}
+
+
+class Actor(StrEnum):
+    """Who asks for a status change. The policy below is decided by this, not by the caller."""
+
+    PROVIDER = "provider"  # webhook events, suppression sync, SMTP bounces: a machine
+    IMPORT = "import"  # a CSV import
+    ONE_CLICK = "one-click"  # the person's unsubscribe link (RFC 8058)
+    CONFIRMED = "confirmed"  # the person clicked a fresh double opt-in confirmation
+    OWNER = "owner"  # the list's owner, explicitly, at the command line
+
+
+def may_change(old: SubscriberStatus | str, new: SubscriberStatus | str, actor: Actor) -> bool:
+    """The one status policy: may `actor` move a subscriber from `old` to `new`?
+
+    - Nobody but the person (a fresh confirmation) or the owner (explicitly) makes anyone
+      active; the owner cannot confirm a pending sign-up for them.
+    - Machines, imports and the owner only ever raise suppression (unsubscribed < bounced <
+      complained), never lower it; a one-click unsubscribe never replaces bounced or
+      complained.
+    """
+    old, new = SubscriberStatus(old), SubscriberStatus(new)
+    if old == new:
+        return False
+    if new is SubscriberStatus.ACTIVE:
+        if actor is Actor.CONFIRMED:
+            return old is not SubscriberStatus.ACTIVE
+        return actor is Actor.OWNER
+    if new is SubscriberStatus.PENDING:
+        return False  # only a new sign-up is pending; nobody goes back to it
+    if actor is Actor.ONE_CLICK:
+        return new is SubscriberStatus.UNSUBSCRIBED and old not in SUPPRESSED
+    if actor is Actor.CONFIRMED:
+        return False
+    return SEVERITY[new] > SEVERITY[old]
 
 
 class BatchState(StrEnum):
@@ -55,6 +104,21 @@ class EventType(StrEnum):
 
 
 @dataclass(frozen=True)
+class DeliveryEvent:
+    """One thing a provider told us about a message, in our words."""
+
+    type: EventType
+    provider_event_id: str | None
+    email: str
+    issue_id: int | None
+    subscriber_id: int | None
+    at: dt.datetime
+    url: str | None
+    suppress: EventType | None  # the status this event puts on the address, if any
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Issue:
     """A parsed issue file: metadata plus its Markdown body."""
 
@@ -68,18 +132,88 @@ class Issue:
 
 @dataclass(frozen=True)
 class Recipient:
-    """One person an issue goes to, as the sender needs them."""
+    """One person an issue goes to, as the sender needs them.
 
-    subscriber_id: int
+    `key` tells recipients apart in an Outcome: the subscriber id for ledger sends, a
+    negative number for ad-hoc ones (test copies, confirmations). `nonce` is the
+    subscriber's random link secret, bound into every token.
+    """
+
+    key: int
     email: str
     name: str = ""
+    nonce: int = 0
+
+    @property
+    def subscriber_id(self) -> int:
+        return self.key
 
 
 @dataclass
 class Outcome:
-    """What a provider did with a group of recipients."""
+    """What a provider did with a group of recipients, by Recipient.key."""
 
-    sent: dict[int, str] = field(default_factory=dict)  # subscriber id -> provider message id
-    failed: dict[int, str] = field(default_factory=dict)  # subscriber id -> reason (permanent)
+    sent: dict[int, str] = field(default_factory=dict)  # key -> provider message id
+    failed: dict[int, str] = field(default_factory=dict)  # key -> reason (permanent)
     bounced: set[int] = field(default_factory=set)  # failed because the address is dead
     ambiguous: dict[int, str] = field(default_factory=dict)  # may have gone out
+
+
+class Mailing(Protocol):
+    """Everything a provider needs to send one issue (or one ad-hoc mail), flat.
+
+    The delivery layer builds it; providers only read it. Templates carry placeholders
+    that `values` fills per recipient (SendGrid sends the template once per request).
+    """
+
+    slug: str
+    issue_id: int
+    adhoc: bool  # outside the ledger: each message gets its own random Message-ID
+    subject: str
+    from_email: str
+    from_name: str
+    reply_to: str
+    domain: str  # of from_email: Message-IDs end in it
+    issue_headers: Mapping[str, str]  # the same for every recipient (List-Id, ...)
+    html_fields: frozenset[str]  # placeholder fields the HTML uses
+    text_fields: frozenset[str]
+
+    def html_template(self, keys: Mapping[str, str]) -> str: ...
+
+    def text_template(self, keys: Mapping[str, str]) -> str: ...
+
+    def values(self, r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
+        """(HTML-escaped, plain) placeholder values for one recipient; the plain ones hold
+        the recipient's unsubscribe URL under "unsubscribe_url"."""
+        ...
+
+    def list_headers(self, unsubscribe_url: str) -> dict[str, str]:
+        """List-Unsubscribe and List-Unsubscribe-Post, made in one place for every provider."""
+        ...
+
+    def message_id(self, r: Recipient) -> str: ...
+
+    def message(self, r: Recipient) -> bytes:
+        """The whole RFC 5322 message for one recipient."""
+        ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An issue as it is sent: what the ledger pins, so a resume sends the same thing
+    without the Markdown file or the templates."""
+
+    subject: str
+    preheader: str
+    html: str  # with placeholder tokens for the per-recipient fields
+    text: str
+    headers: dict[str, str]  # issue-level headers (List-Id, ...)
+    source: str  # the issue file, relative to the project where it lies inside it
+
+    @property
+    def content_hash(self) -> str:
+        import hashlib
+        import json
+
+        data = [self.subject, self.preheader, self.html, self.text, sorted(self.headers.items())]
+        return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()

@@ -1,8 +1,11 @@
 """Signed tokens for links in mail: namespaced, compared in constant time, no address inside.
 
-A token carries only numeric ids (subscriber, issue) and an HMAC-SHA256 signature, so a
-forwarded link reveals nothing and an altered one is refused. Unsubscribe tokens do not
-expire (RFC 8058 links must keep working for months); rotating secret_key revokes them all.
+A token carries only numbers (the subscriber's id and random nonce, the issue's ref) and
+an HMAC-SHA256 signature, so a forwarded link reveals nothing and an altered one is
+refused. The nonce is checked against the database: erasing a person destroys it, so
+their old links are dead even if their id were ever handed out again. Unsubscribe tokens
+do not expire (RFC 8058 links must keep working for months); rotating secret_key revokes
+them all.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import re
 from base64 import urlsafe_b64encode
 
 from itsdangerous import BadSignature, Signer
+
+from mailer.models import Recipient
 
 _PAYLOAD = re.compile(r"^[0-9a-f]{1,16}(?:\.[0-9a-f]{1,16})*$")
 
@@ -54,5 +59,5 @@ def unsubscribe_signer(secret_key: str) -> TokenSigner:
     return TokenSigner(secret_key, "unsubscribe")
 
 
-def unsubscribe_url(base_url: str, signer: TokenSigner, subscriber_id: int, issue_id: int) -> str:
-    return f"{base_url.rstrip('/')}/u/{signer.sign(subscriber_id, issue_id)}"
+def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref: int) -> str:
+    return f"{base_url.rstrip('/')}/u/{signer.sign(r.key, r.nonce, issue_ref)}"

@@ -17,10 +17,11 @@ import pytest
 
 from mailer.config import load_settings
 from mailer.delivery import send as core
-from mailer.delivery.compose import Personalizer
 from mailer.delivery.engine import Sender
-from mailer.models import Outcome
-from mailer.providers import Job, make_provider
+from mailer.delivery.mailing import snapshot_of
+from mailer.models import Mailing, Outcome
+from mailer.providers import make_provider
+from mailer.store import open_store
 from tests.conftest import Cli, write
 from tests.servers import SendGridServer, SmtpServer
 
@@ -144,8 +145,10 @@ def test_unsubscribe_during_a_send_is_honoured(project: Path, run: Cli) -> None:
     add_list(run, *emails)
     settings = load_settings(project, {"batch_size": 10, "concurrency": 1})
     plan = core.plan(settings, project / ISSUE)
-    store = plan.store
-    issue_id, _ = store.ledger.start(plan.slug, plan.rendered.issue.subject, 10)
+    store = open_store(settings)
+    assert plan.snapshot is not None
+    pinned = store.ledger.pin(plan.slug, plan.snapshot, 10)
+    issue_id = pinned.issue_id
     provider = make_provider(settings)
 
     class UnsubscribingProvider:
@@ -155,8 +158,8 @@ def test_unsubscribe_during_a_send_is_honoured(project: Path, run: Cli) -> None:
             inner = provider.session()
 
             class S:
-                def send(self, job: Job, group):  # type: ignore[no-untyped-def]
-                    out: Outcome = inner.send(job, group)
+                def send(self, mailing: Mailing, group):  # type: ignore[no-untyped-def]
+                    out: Outcome = inner.send(mailing, group)
                     store.subscribers.unsubscribe("u29@example.com", "test")  # mid-send
                     return out
 
@@ -165,8 +168,8 @@ def test_unsubscribe_during_a_send_is_honoured(project: Path, run: Cli) -> None:
 
             return S()
 
-    job = Job(issue_id, plan.slug, Personalizer(settings, plan.rendered, issue_id))
-    result = Sender(store.ledger, UnsubscribingProvider(), job, settings).run()  # type: ignore[arg-type]
+    mailing = core.mailing_for(settings, pinned)
+    result = Sender(store.ledger, UnsubscribingProvider(), mailing, settings).run()
     assert result.sent == 29
     counts = store.ledger.counts(issue_id)
     assert counts["skipped"] == 1 and counts["sent"] == 29
@@ -384,14 +387,13 @@ def test_two_senders_share_one_issue(project: Path, run: Cli, sendgrid: SendGrid
         },
     )
     plan = core.plan(settings, project / ISSUE)
-    plan.store.ledger.start(plan.slug, plan.rendered.issue.subject, 20)
-    plan.store.close()
+    assert plan.snapshot is not None
+    with open_store(settings) as store:
+        store.ledger.pin(plan.slug, plan.snapshot, 20)
     results = []
 
     def one_sender() -> None:
-        p = core.plan(settings, project / ISSUE)
-        results.append(core.run(p))
-        p.store.close()
+        results.append(core.run(core.plan(settings, project / ISSUE)))
 
     threads = [threading.Thread(target=one_sender) for _ in range(2)]
     for t in threads:
@@ -448,21 +450,22 @@ def test_sendgrid_request_covers_every_placeholder_the_templates_use(
     from mailer.content.issue import load_issue
     from mailer.content.placeholders import TOKENS
     from mailer.content.render import Renderer
+    from mailer.delivery.mailing import IssueMailing
     from mailer.models import Recipient
-    from mailer.providers.sendgrid import TEXT_TOKENS, build_request
+    from mailer.providers.sendgrid import TEXT_KEYS, build_request
 
     txt = project / "templates" / "newsletter.txt.j2"
     txt.write_text("Hi {{ name }}!\n" + txt.read_text())  # name in the text part only
     settings = load_settings(project)
     rendered = Renderer(settings).render(load_issue(project / ISSUE))
-    job = Job(1, "s", Personalizer(settings, rendered, 1))
+    mailing = IssueMailing(settings, snapshot_of(settings, rendered), slug="s", issue_id=1, ref=1)
     group = [Recipient(1, "a@example.com", "Ann & Bo"), Recipient(2, "tom&jerry@example.com", "")]
-    body = build_request(job, group, settings)
+    body = build_request(mailing, group)
     text, html = body["content"][0]["value"], body["content"][1]["value"]
     for p in body["personalizations"]:
         subs = p["substitutions"]
         for part in (text, html):
-            for token in [*TOKENS.values(), *TEXT_TOKENS.values()]:
+            for token in [*TOKENS.values(), *TEXT_KEYS.values()]:
                 if token in part:
                     assert token in subs, token
     ann = body["personalizations"][0]["substitutions"]

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
 from mailer.config import Settings, load_settings
-from mailer.delivery.compose import Personalizer
 from mailer.models import Recipient
 from mailer.store import Store, open_store
 from mailer.tokens import unsubscribe_signer, unsubscribe_url
@@ -62,10 +61,10 @@ def client(settings: Settings, store: Store) -> Iterator[TestClient]:
         yield c
 
 
-def url_for(settings: Settings, store: Store, email: str, issue_id: int = 1) -> str:
+def url_for(settings: Settings, store: Store, email: str, issue_ref: int = 1) -> str:
     s = store.subscribers.require(email)
     return unsubscribe_url(
-        settings.base_url, unsubscribe_signer(settings.secret_key), s.id, issue_id
+        settings.base_url, unsubscribe_signer(settings.secret_key), s.recipient, issue_ref
     ).removeprefix(settings.base_url)
 
 
@@ -130,8 +129,11 @@ def test_forged_tokens_all_get_the_same_answer(
 ) -> None:
     store.subscribers.add("ann@example.com")
     good = url_for(settings, store, "ann@example.com")
-    other_key = unsubscribe_url("", unsubscribe_signer("another secret"), 1, 1)
-    nobody = url_for(settings, store, "ann@example.com").replace("/u/1.", "/u/99.")
+    ann = store.subscribers.require("ann@example.com").recipient
+    other_key = unsubscribe_url("", unsubscribe_signer("another secret"), ann, 1)
+    signer = unsubscribe_signer(settings.secret_key)
+    nobody = "/u/" + signer.sign(99, ann.nonce, 1)  # validly signed, no such person
+    wrong_nonce = "/u/" + signer.sign(ann.key, ann.nonce ^ 1, 1)  # validly signed, not ann's
     bad = [
         good[:-3],
         # every other last character, including those base64 decodes to the same bytes
@@ -145,6 +147,7 @@ def test_forged_tokens_all_get_the_same_answer(
         other_key,
         "/u/" + "x" * 300,
         nobody,
+        wrong_nonce,
         "/u/%00",
         "/u/1.1",
     ]
@@ -163,18 +166,48 @@ def test_forged_tokens_all_get_the_same_answer(
     assert store.subscribers.require("ann@example.com").status == "active"
 
 
-def test_resubscribe_is_a_recorded_choice(
-    client: TestClient, settings: Settings, store: Store
-) -> None:
-    store.subscribers.add("ann@example.com")
-    r = client.post(
-        url_for(settings, store, "ann@example.com"), data={"List-Unsubscribe": "One-Click"}
+def confirm_links(project: Path) -> list[str]:
+    """The confirmation links in the outbox, oldest first."""
+    mails = sorted(
+        (project / "outbox" / "confirmations").glob("*.eml"), key=lambda p: p.stat().st_mtime_ns
     )
+    return [
+        re.search(  # type: ignore[union-attr]
+            rb"https://news\.example\.com(/confirm/[A-Za-z0-9._-]+)", _decoded(m.read_bytes())
+        )
+        .group(1)
+        .decode()
+        for m in mails
+    ]
+
+
+@pytest.mark.parametrize("suppressed", ["unsubscribed", "bounced", "complained"])
+def test_coming_back_takes_a_fresh_confirmation(
+    client: TestClient, settings: Settings, store: Store, project: Path, suppressed: str
+) -> None:
+    """'Subscribe again' sends a confirmation; only its link makes the person active."""
+    from mailer.models import Actor, SubscriberStatus
+
+    ann = store.subscribers.add("ann@example.com")[0]
+    path = url_for(settings, store, "ann@example.com")
+    store.subscribers.set_status(ann.id, SubscriberStatus(suppressed), Actor.PROVIDER, "test")
+    r = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert store.subscribers.require("ann@example.com").status == suppressed  # not downgraded
     action = re.search(r'action="(/resubscribe/[^"]+)"', r.text).group(1)  # type: ignore[union-attr]
     r = client.post(action, headers={"User-Agent": "TestBrowser/1"})
-    assert r.status_code == 200 and "Welcome back" in r.text
+    assert r.status_code == 200 and "confirmation email is on its way" in r.text
+    assert store.subscribers.require("ann@example.com").status == suppressed  # not yet
+    (link,) = confirm_links(project)
+    r = client.post(link, headers={"User-Agent": "UA/2"})
+    assert r.status_code == 200 and "You are subscribed" in r.text
     s = store.subscribers.require("ann@example.com")
-    assert s.status == "active" and s.consent_source == "web:resubscribe"
+    assert s.status == "active" and s.consent_source == "web:confirm"
+    # the link is used up: after another unsubscribe it brings nobody back
+    client.post(path, data={"List-Unsubscribe": "One-Click"})
+    r = client.post(link)
+    assert r.status_code == 410 and "expired" in r.text
+    assert store.subscribers.require("ann@example.com").status == "unsubscribed"
 
 
 def test_double_opt_in(client: TestClient, settings: Settings, store: Store, project: Path) -> None:
@@ -329,8 +362,10 @@ def test_webhook_caps_the_body(client: TestClient) -> None:
 def test_processed_events_settle_ambiguous_recipients(
     client: TestClient, settings: Settings, store: Store
 ) -> None:
+    from mailer.models import Snapshot
+
     a = store.subscribers.add("a@example.com")[0]
-    issue_id, _ = store.ledger.start("s1", "Subject", 10)
+    issue_id = store.ledger.pin("s1", Snapshot("Subject", "", "h", "t", {}, "s1.md"), 10).issue_id
     claim = store.ledger.claim(issue_id, "host:1:x")
     assert claim is not None
     store.ledger.take(claim, 10)
@@ -374,7 +409,10 @@ def test_the_link_in_a_sent_message_works(
     from mailer.content.render import Renderer
 
     rendered = Renderer(settings).render(load_issue(project / "issues" / "2026-11-20-weekly.md"))
-    raw = Personalizer(settings, rendered, 3).message(Recipient(s.id, s.email, ""))
+    from mailer.delivery.mailing import IssueMailing, snapshot_of
+
+    mailing = IssueMailing(settings, snapshot_of(settings, rendered), slug="s", issue_id=3, ref=3)
+    raw = mailing.message(Recipient(s.id, s.email, "", s.nonce))
     link = (
         re.search(rb"List-Unsubscribe: <https://news\.example\.com(/u/[^>]+)>", raw)
         .group(1)
@@ -422,7 +460,12 @@ def test_unsubscribe_button_in_a_real_browser(
     page.wait_for_selector("text=You are unsubscribed")
     assert store.subscribers.require("ann@example.com").status == "unsubscribed"
     page.click('button:has-text("Subscribe again")')
-    page.wait_for_selector("text=Welcome back")
+    page.wait_for_selector("text=Check your inbox")
+    assert store.subscribers.require("ann@example.com").status == "unsubscribed"
+    (link,) = confirm_links(settings.project)
+    page.goto(live + link)
+    page.click('button:has-text("Confirm")')
+    page.wait_for_selector("text=You are subscribed")
     assert store.subscribers.require("ann@example.com").status == "active"
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.close()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from mailer import addresses
 from mailer.errors import InputError, StoreError
+from mailer.models import Actor
 from mailer.store import Store, open_url
 from mailer.store.imports import import_csv
 from tests.conftest import Cli, write
@@ -91,7 +92,7 @@ def test_import_updates_but_never_reactivates(store: Store, tmp_path: Path) -> N
     import_csv(store.engine, tmp_path / "a.csv")
     store.subscribers.unsubscribe("ann@example.com")
     bob = store.subscribers.require("bob@example.com")
-    store.subscribers.set_status(bob.id, addresses_status("bounced"), "test")
+    store.subscribers.set_status(bob.id, addresses_status("bounced"), Actor.PROVIDER, "test")
     write(
         tmp_path / "b.csv",
         "email,name\nann@example.com,Ann\nbob@example.com,Bobby\ncat@example.com,Catherine\ndan@example.com,Dan\n",
@@ -319,7 +320,7 @@ def test_cli_subscribers_commands(run_store_cli: Cli, project: Path) -> None:
     assert [s["email"] for s in listed] == ["ada@example.com"]
     assert "li.wei@example.cn" in run("subscribers", "list").output
     shown = run("subscribers", "show", "ada@example.com").output
-    assert "status:   unsubscribed" in shown and "active -> unsubscribed  (cli)" in shown
+    assert "status:   unsubscribed" in shown and "active -> unsubscribed  (owner: cli)" in shown
     bad = run("subscribers", "add", "not an address")
     assert bad.exit_code == 1 and bad.output.startswith(
         "Error: invalid email address 'not an address':"

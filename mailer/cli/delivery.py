@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from mailer.cli import EXIT_ERROR, EXIT_PARTIAL, Obj, cli, pass_obj
+from mailer.cli import EXIT_ERROR, EXIT_PARTIAL, Obj, cli, confirm_or_refuse, pass_obj
 
 
 @cli.command()
-@click.argument("issue", type=click.Path(path_type=Path))
+@click.argument("issue")
 @click.option("--yes", is_flag=True, help="Send without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Do everything but send; record nothing.")
 @click.option(
@@ -27,33 +27,44 @@ from mailer.cli import EXIT_ERROR, EXIT_PARTIAL, Obj, cli, pass_obj
     "--retry-ambiguous", is_flag=True, help="Resend recipients whose delivery is unknown."
 )
 @click.option("--retry-failed", is_flag=True, help="Resend recipients whose delivery failed.")
+@click.option(
+    "--update-content",
+    is_flag=True,
+    help="Send the rest of the list the file as it is now, not the version pinned at the first send.",
+)
 @pass_obj
 def send(
     obj: Obj,
-    issue: Path,
+    issue: str,
     yes: bool,
     dry_run: bool,
     tests: tuple[str, ...],
     retry_ambiguous: bool,
     retry_failed: bool,
+    update_content: bool,
 ) -> None:
     """Send an issue to every active subscriber, resuming where a previous run stopped.
 
-    Nobody gets the same issue twice: the delivery ledger records every recipient.
+    ISSUE is the issue's file, or the slug of an issue sent before: the first send pins
+    the issue in the database, and every resume sends that pinned version, even from
+    another machine without the file. Nobody gets the same issue twice.
 
     \b
     Example:
       mailer send issues/2026-11-20-weekly.md --test me@example.com
       mailer send issues/2026-11-20-weekly.md --yes
+      mailer send 2026-11-20-weekly --yes
     """
     from mailer.delivery import send as core
     from mailer.models import RecipientState
 
     settings = obj.settings()
     if tests:
-        result = core.send_test(settings, issue, list(tests))
-        click.echo(f"sent {result.sent} test message(s) via {settings.provider}")
-        sys.exit(0 if result.sent == len(tests) else EXIT_PARTIAL)
+        result = core.send_test(settings, Path(issue), list(tests))
+        click.echo(f"sent {len(result.sent)} test message(s) via {settings.provider}")
+        for address, reason in result.failed.items():
+            click.echo(f"not sent to {address}: {reason}", err=True)
+        sys.exit(EXIT_PARTIAL if result.failed else 0)
     if retry_ambiguous and retry_failed:
         raise click.UsageError("use --retry-ambiguous or --retry-failed, one at a time")
     retry = (
@@ -63,30 +74,26 @@ def send(
         if retry_failed
         else None
     )
-    plan = core.plan(settings, issue, retry, dry_run)
-    click.get_current_context().call_on_close(plan.store.close)
-    subject = plan.rendered.issue.subject
-    for warning in plan.rendered.warnings:
+    plan = core.plan(settings, issue, retry, update_content)
+    for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     if plan.finished:
         _finished(plan.counts, plan.slug)
         return
-    verb = "resume" if plan.issue_id is not None else "send"
-    click.echo(f"{verb} {plan.slug!r}: {subject}")
+    _say_version(plan)
+    verb = "resume" if plan.pinned is not None else "send"
+    click.echo(f"{verb} {plan.slug!r}: {plan.subject}")
     click.echo(f"  {plan.recipients} recipients via {settings.provider}")
     if dry_run:
         click.echo("dry run: nothing sent, nothing recorded")
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.ClickException("refusing to send without confirmation: pass --yes")
-        click.confirm("Send now?", abort=True)
+    confirm_or_refuse("Send now?", yes, "send")
     result = _run_with_progress(core, plan)
     click.echo(
         f"sent {result.sent}, failed {result.failed}, ambiguous {result.ambiguous} "
         f"in {result.elapsed:.1f}s"
     )
-    counts = core._status(plan.store, plan.slug)
+    counts = core.status(settings, plan.slug)
     if result.stopped:
         click.echo(f"Error: stopped: {result.stopped}", err=True)
     if counts["ambiguous"] or counts["failed"]:
@@ -132,6 +139,25 @@ def _run_with_progress(core: Any, plan: Any) -> Any:
         return core.run(plan, on_progress)
 
 
+def _say_version(plan: Any) -> None:
+    """One line when the file no longer matches what the ledger pinned."""
+    if not plan.changed:
+        return
+    pinned = plan.pinned
+    if plan.update_content:
+        click.echo(
+            f"note: the rest of the list gets the file as it is now (version "
+            f"{pinned.version + 1}); 'mailer status' shows who got which version",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"warning: {plan.snapshot.source} changed since version {pinned.version} was "
+            f"pinned; sending the pinned version (pass --update-content to send the new text)",
+            err=True,
+        )
+
+
 def _finished(counts: dict[str, int], slug: str) -> None:
     click.echo(f"{slug!r} was already sent: {counts['sent']} sent, nothing left to send")
     if counts["ambiguous"] or counts["failed"]:
@@ -163,6 +189,9 @@ def status(obj: Obj, issue: str, as_json: bool) -> None:
     click.echo(f"{report['slug']}: {report['subject']}")
     for key in ("recipients", "sent", "pending", "failed", "ambiguous", "skipped"):
         click.echo(f"  {key:<10} {report[key]}")
+    if len(report["versions"]) > 1:
+        for v in report["versions"]:
+            click.echo(f"  version {v['version']} ({v['content_hash']}): sent to {v['sent']}")
     for label, key in (("ambiguous", "ambiguous_recipients"), ("failed", "failed_recipients")):
         for r in report[key]:
             click.echo(f"  {label}: batch {r['batch_seq']} {r['email']}: {r['error'] or ''}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mailer.cli import EXIT_ERROR, Obj, cli, pass_obj
+from mailer.cli import EXIT_ERROR, Obj, cli, confirm_or_refuse, pass_obj
 
 STATUS = click.Choice(["active", "pending", "unsubscribed", "bounced", "complained"])
 
@@ -22,7 +22,7 @@ def _store(obj: Obj):  # type: ignore[no-untyped-def]
 
 @cli.group()
 def subscribers() -> None:
-    """Manage the list: import, export, add, unsubscribe, list, count, show, erase.
+    """Manage the list: import, export, add, unsubscribe, resubscribe, list, count, show, erase.
 
     \b
     Example:
@@ -134,6 +134,28 @@ def unsubscribe(obj: Obj, email: str) -> None:
     click.echo(f"unsubscribed {email}" if changed else f"{email} was not active; unchanged")
 
 
+@subscribers.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_obj
+def resubscribe(obj: Obj, email: str, yes: bool) -> None:
+    """Make a subscriber active again, whatever their status: the owner's explicit choice,
+    recorded in their history. Use it only when the person asked you to.
+
+    \b
+    Example:
+      mailer subscribers resubscribe ada@example.com --yes
+    """
+    store = _store(obj)
+    s = store.subscribers.require(email)
+    if s.status == "active":
+        click.echo(f"{s.email} is already active; unchanged")
+        return
+    confirm_or_refuse(f"{s.email} is {s.status}. Mail them again?", yes, "resubscribe")
+    store.subscribers.resubscribe(email, "cli resubscribe")
+    click.echo(f"resubscribed {s.email} (was {s.status})")
+
+
 @subscribers.command("list")
 @click.option("--status", type=STATUS, help="Only this status.")
 @click.option(
@@ -221,8 +243,7 @@ def erase(obj: Obj, email: str, yes: bool) -> None:
     Example:
       mailer subscribers erase ada@example.com --yes
     """
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Erase {email} and all their data?", abort=True)
+    confirm_or_refuse(f"Erase {email} and all their data?", yes, "erase")
     _store(obj).subscribers.erase(email)
     click.echo(f"erased {email}")
 

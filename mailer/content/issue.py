@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mailer.models import Issue
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*\r?$\n?", re.S | re.M)
 FIELDS = {"subject", "preheader", "date", "slug"}
-SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 PREHEADER_MAX = 150
 
 
@@ -112,8 +113,17 @@ def _first_paragraph(tokens: list[Token]) -> str:
 
 
 def _slug_from_stem(stem: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
-    return slug or "issue"
+    """The file name as a slug: ASCII as it is; anything else transliterated (周报 → ZhouBao)
+    plus a short hash of the name, so two names that read alike never share a slug."""
+    if stem.isascii():
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
+        if slug:
+            return slug[:100]
+    from anyascii import anyascii
+
+    ascii_part = re.sub(r"[^A-Za-z0-9._-]+", "-", anyascii(stem)).strip("-._")[:80]
+    digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:6]
+    return f"{ascii_part}-{digest}" if ascii_part else f"issue-{digest}"
 
 
 def _date(value: object, path: Path) -> str:

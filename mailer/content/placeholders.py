@@ -12,17 +12,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mailer.text import clean_text
+
 # Letters, digits and underscores only: MJML, premailer and lxml leave them untouched.
 FIELDS = ("unsubscribe_url", "email", "name")
 TOKENS = {f: f"__MAILER_{f.upper()}__" for f in FIELDS}
 _SPLIT = re.compile("(" + "|".join(re.escape(t) for t in TOKENS.values()) + ")")
 _FIELD_OF = {t: f for f, t in TOKENS.items()}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-
-
-def clean_text(value: str) -> str:
-    """One line of text, control characters (CR, LF, NUL...) folded to a space."""
-    return _CONTROL.sub(" ", value).strip()
 
 
 @dataclass(frozen=True)

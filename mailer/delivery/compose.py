@@ -1,4 +1,4 @@
-"""What one recipient gets: the rendered issue personalized, and `mailer build`."""
+"""What one recipient gets of an issue file, as `mailer build` and `mailer preview` show it."""
 
 from __future__ import annotations
 
@@ -9,43 +9,12 @@ from mailer.config import Settings
 from mailer.content import checks
 from mailer.content.issue import load_issue
 from mailer.content.render import RenderedIssue, Renderer, write_build
-from mailer.delivery.message import MessageFactory
+from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.models import Recipient
-from mailer.tokens import TokenSigner, unsubscribe_signer, unsubscribe_url
+from mailer.store.ledger import issue_ref
 
 # Who `mailer build` and `mailer preview` personalize for when no subscriber is named.
-SAMPLE = Recipient(subscriber_id=0, email="reader@example.com", name="Reader")
-PREVIEW_SECRET = "preview-only-not-a-real-secret"
-
-
-class Personalizer:
-    """Per-recipient parts of one issue: the signed unsubscribe URL, the HTML and text."""
-
-    def __init__(self, settings: Settings, rendered: RenderedIssue, issue_id: int) -> None:
-        self.base_url = settings.base_url or "https://example.invalid"
-        self.signer: TokenSigner = unsubscribe_signer(settings.secret_key or PREVIEW_SECRET)
-        self.rendered = rendered
-        self.issue_id = issue_id
-        self.factory = MessageFactory(
-            settings,
-            rendered.issue.subject,
-            rendered.issue.slug,
-            rendered.text.template,
-            rendered.html.template,
-        )
-
-    def unsubscribe_url(self, recipient: Recipient) -> str:
-        return unsubscribe_url(self.base_url, self.signer, recipient.subscriber_id, self.issue_id)
-
-    def parts(self, recipient: Recipient) -> tuple[str, str, str]:
-        """(html, text, unsubscribe URL)."""
-        url = self.unsubscribe_url(recipient)
-        html, text = self.rendered.personalize(url, recipient.email, recipient.name)
-        return html, text, url
-
-    def message(self, recipient: Recipient, message_id: str | None = None) -> bytes:
-        html, text, url = self.parts(recipient)
-        return self.factory.build(recipient, url, html, text, message_id=message_id)
+SAMPLE = Recipient(key=0, email="reader@example.com", name="Reader")
 
 
 @dataclass
@@ -61,20 +30,30 @@ def personalize_for(
 ) -> tuple[str, str, bytes]:
     """(html, text, message) as `as_email` gets it, or as the sample reader would.
 
-    For a subscriber of an issue already in the ledger, the bytes are the very ones the
-    send produced: the same issue id goes into their unsubscribe link.
+    A subscriber's links carry the issue's ref (derived from its slug) and their own
+    nonce, so the parts are byte for byte what the send will produce for them, before
+    the first send as after it.
     """
-    recipient, issue_id = SAMPLE, 0
+    recipient, issue_id, nonce = SAMPLE, 0, None
+    slug = rendered.issue.slug
     if as_email:
         from mailer.store import open_store
 
         with open_store(settings) as store:
             recipient = store.subscribers.recipient(as_email)
-            found = store.ledger.find(rendered.issue.slug)
-            issue_id = int(found["id"]) if found else 0
-    p = Personalizer(settings, rendered, issue_id)
-    html, text, _ = p.parts(recipient)
-    return html, text, p.message(recipient)
+            found = store.ledger.find(slug)
+            if found is not None:
+                issue_id, nonce = int(found["id"]), found["message_nonce"]
+    mailing = IssueMailing(
+        settings,
+        snapshot_of(settings, rendered),
+        slug=slug,
+        issue_id=issue_id,
+        ref=issue_ref(slug),
+        message_nonce=nonce,
+    )
+    html, text, _ = mailing.parts(recipient)
+    return html, text, mailing.message(recipient)
 
 
 def build_issue(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from mailer.config import Settings
 from mailer.content.render import Renderer
-from mailer.delivery.compose import Personalizer
+from mailer.delivery.adhoc import send_adhoc
 from mailer.errors import DeliveryError
-from mailer.models import Issue, Recipient
-from mailer.providers import Job, make_provider
+from mailer.models import Issue
 
 
-def send_confirmation(
-    settings: Settings, subscriber_id: int, email: str, name: str, confirm_url: str
-) -> None:
+def send_confirmation(settings: Settings, email: str, name: str, confirm_url: str) -> None:
     issue = Issue(
         slug="confirmations",
         subject=f"Confirm your subscription to {settings.display_name}",
@@ -26,13 +23,7 @@ def send_confirmation(
         ),
         source="confirmation",
     )
-    rendered = Renderer(settings).render(issue)
-    job = Job(0, issue.slug, Personalizer(settings, rendered, 0), adhoc=True)
-    session = make_provider(settings).session()
-    try:
-        outcome = session.send(job, [Recipient(subscriber_id, email, name)])
-    finally:
-        session.close()
-    if not outcome.sent:
-        reason = next(iter({**outcome.failed, **outcome.ambiguous}.values()), "unknown")
+    result = send_adhoc(settings, Renderer(settings).render(issue), [(email, name)])
+    if not result.sent:
+        reason = next(iter(result.failed.values()), "unknown")
         raise DeliveryError(f"could not send the confirmation email: {reason}")

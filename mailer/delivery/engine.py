@@ -2,24 +2,66 @@
 
 Exactly-once lives in the ledger's protocol (see store/ledger.py); this module keeps to it:
 take (marks requesting, committed) → provider → record. When a provider says it certainly
-took nothing, the group is reverted to pending; anything unexpected makes it ambiguous.
+took nothing (a DeliveryError: refused, transient, or local), the group is reverted to
+pending; anything the provider could not place makes the group ambiguous.
+
+The engine declares what it needs from a provider and from the ledger as Protocols;
+they implement them without importing this module.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from mailer.config import Settings
 from mailer.delivery.ratelimit import TokenBucket
 from mailer.errors import DeliveryError
-from mailer.models import Outcome, Recipient
-from mailer.providers import Job, Provider, Session, TransientError
-from mailer.store.ledger import Claim, Ledger, new_owner
+from mailer.models import Mailing, Outcome, Recipient
 
 Progress = Callable[[Outcome], None]
+Claim = Any  # the ledger's own handle on a claimed batch; the engine only passes it back
+
+
+class Session(Protocol):
+    def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+class Provider(Protocol):
+    name: str
+    group_size: int  # recipients given to one Session.send call
+
+    def session(self) -> Session: ...
+
+
+class LedgerPort(Protocol):
+    def new_owner(self) -> str: ...
+
+    def recover(self, issue_id: int) -> int: ...
+
+    def claim_group(
+        self, issue_id: int, owner: str, limit: int, version: int
+    ) -> tuple[Claim, list[Recipient], bool] | None: ...
+
+    def take_group(self, claim: Claim, limit: int) -> tuple[list[Recipient], bool]: ...
+
+    def record(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        batch_message_id: str | None = None,
+        group_size: int = 0,
+        settle: bool = False,
+    ) -> None: ...
+
+    def revert(self, claim: Claim, group: Iterable[Recipient]) -> None: ...
+
+    def release(self, claim: Claim, error: str | None = None) -> None: ...
 
 
 @dataclass
@@ -35,26 +77,28 @@ class RunResult:
 class Sender:
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: LedgerPort,
         provider: Provider,
-        job: Job,
+        mailing: Mailing,
         settings: Settings,
+        version: int = 1,
         on_progress: Progress | None = None,
     ) -> None:
         self.ledger = ledger
         self.provider = provider
-        self.job = job
+        self.mailing = mailing
+        self.version = version
         self.workers = settings.concurrency
         self.bucket = TokenBucket(settings.rate_limit)
         self.on_progress = on_progress
-        self.owner = new_owner()
+        self.owner = ledger.new_owner()
         self.stop = threading.Event()
         self.result = RunResult()
         self.lock = threading.Lock()
 
     def run(self) -> RunResult:
         start = time.monotonic()
-        self.ledger.recover(self.job.issue_id)
+        self.ledger.recover(self.mailing.issue_id)
         threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
         for t in threads:
             t.start()
@@ -86,7 +130,7 @@ class Sender:
                 self.bucket.acquire(size, self.stop)
                 if self.stop.is_set():
                     return
-                got = self.ledger.claim_group(self.job.issue_id, self.owner, size)
+                got = self.ledger.claim_group(self.mailing.issue_id, self.owner, size, self.version)
                 if got is None:
                     return
                 claim, group, more = got
@@ -130,13 +174,14 @@ class Sender:
 
     def _send(self, session: Session, claim: Claim, group: list[Recipient]) -> Outcome:
         try:
-            return session.send(self.job, group)
-        except (TransientError, DeliveryError):
-            # The provider said no, or we never reached it: nothing of this group went out.
+            return session.send(self.mailing, group)
+        except DeliveryError:
+            # Refused, unreachable, or failed here before sending: nothing of it went out.
             self.ledger.revert(claim, group)
             raise
         except Exception as e:
-            # We cannot tell what reached the provider: the safe record is "ambiguous".
+            # A provider classifies what it knows; an error it could not place may have
+            # come after bytes left, so the safe record is "ambiguous".
             return Outcome(ambiguous={r.subscriber_id: f"{type(e).__name__}: {e}" for r in group})
 
     def _count(self, outcome: Outcome) -> None:

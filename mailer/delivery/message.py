@@ -17,9 +17,6 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from mailer.config import Settings
-from mailer.models import Recipient
-
 
 @dataclass(frozen=True)
 class Part:
@@ -67,55 +64,45 @@ class MessageFactory:
 
     def __init__(
         self,
-        settings: Settings,
+        *,
+        sender: str,
+        reply_to: str,
         subject: str,
-        issue_key: str,
+        issue_headers: dict[str, str],
+        seed: str,
         text_sample: str,
         html_sample: str,
     ) -> None:
-        self.domain = settings.from_email.rpartition("@")[2] or "localhost"
-        self.issue_headers = {"List-Id": f"{settings.display_name} <{settings.effective_list_id}>"}
-        self.issue_key = issue_key
         self.text_part = Part("text/plain", choose_encoding(text_sample))
         self.html_part = Part("text/html", choose_encoding(html_sample))
-        digest = hashlib.sha256(f"{issue_key}\0{subject}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{seed}\0{subject}".encode()).hexdigest()[:16]
         self.boundary = f"=_mailer_{digest}"  # "=_" cannot occur in QP or base64 bodies
-        self.message_id_suffix = f"{digest[:8]}@{self.domain}>"
         common = [
-            header_line("From", address(settings.from_name, settings.from_email)),
+            header_line("From", sender),
             header_line("Subject", subject),
-            *(header_line(k, v) for k, v in self.issue_headers.items()),
+            *(header_line(k, v) for k, v in issue_headers.items()),
             b"MIME-Version: 1.0\r\n",
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
         ]
-        if settings.reply_to:
-            common.insert(1, header_line("Reply-To", settings.reply_to))
+        if reply_to:
+            common.insert(1, header_line("Reply-To", reply_to))
         self.common_headers = b"".join(common)
-        self.subject = subject
-
-    def message_id(self, recipient: Recipient) -> str:
-        # The same for every attempt at one recipient: a receiver can drop a duplicate.
-        return f"<{self.issue_key}.{recipient.subscriber_id}.{self.message_id_suffix}"
 
     def build(
         self,
-        recipient: Recipient,
-        unsubscribe_url: str,
+        to: str,
+        message_id: str,
+        recipient_headers: dict[str, str],
         html: str,
         text: str,
-        message_id: str | None = None,
         date: float | None = None,
     ) -> bytes:
-        to = b"To: " + address(_one_line(recipient.name), recipient.email).encode("ascii") + b"\r\n"
         personal = b"".join(
             [
-                to,
+                b"To: " + to.encode("ascii") + b"\r\n",
                 b"Date: " + email.utils.formatdate(date or time.time()).encode() + b"\r\n",
-                b"Message-ID: " + (message_id or self.message_id(recipient)).encode() + b"\r\n",
-                *(
-                    f"{k}: {v}\r\n".encode("ascii")
-                    for k, v in list_headers(unsubscribe_url).items()
-                ),
+                b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
+                *(f"{k}: {v}\r\n".encode("ascii") for k, v in recipient_headers.items()),
             ]
         )
         b = self.boundary.encode()
@@ -139,9 +126,3 @@ class MessageFactory:
             f'Content-Type: {part.content_type}; charset="utf-8"\r\n'
             f"Content-Transfer-Encoding: {part.transfer_encoding}\r\n\r\n"
         ).encode()
-
-
-def _one_line(value: str) -> str:
-    from mailer.content.placeholders import clean_text
-
-    return clean_text(value)

@@ -11,7 +11,8 @@ from mailer.content.issue import load_issue
 from mailer.errors import InputError
 from mailer.models import EventType
 from mailer.store import open_store
-from mailer.store.schema import events, status_changes
+from mailer.store.schema import events
+from mailer.store.subscribers import erased_tally
 
 
 def report(settings: Settings, slug_or_path: str, top: int = 10) -> dict[str, Any]:
@@ -32,11 +33,8 @@ def report(settings: Settings, slug_or_path: str, top: int = 10) -> dict[str, An
                     .group_by(events.c.type)
                 ).all()
             )
-            one_click = conn.execute(
-                sa.select(sa.func.count(sa.distinct(status_changes.c.subscriber_id))).where(
-                    status_changes.c.reason == f"one-click (issue {issue_id})"
-                )
-            ).scalar()
+            for kind, n in erased_tally(conn, issue_id, "event").items():
+                unique[kind] = unique.get(kind, 0) + n
             links = conn.execute(
                 sa.select(
                     events.c.url, sa.func.count(sa.distinct(events.c.subscriber_id)).label("n")
@@ -58,7 +56,7 @@ def report(settings: Settings, slug_or_path: str, top: int = 10) -> dict[str, An
         "delivered": unique.get(EventType.DELIVERED.value, 0),
         "bounced": unique.get(EventType.BOUNCED.value, 0),
         "complained": unique.get(EventType.COMPLAINED.value, 0),
-        "unsubscribed": unique.get(EventType.UNSUBSCRIBED.value, 0) + int(one_click or 0),
+        "unsubscribed": unique.get(EventType.UNSUBSCRIBED.value, 0),
         "opened": unique.get(EventType.OPENED.value, 0),
         "clicked": unique.get(EventType.CLICKED.value, 0),
         "top_links": [{"url": url, "clicks": n} for url, n in links],

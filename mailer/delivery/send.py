@@ -1,42 +1,57 @@
-"""`mailer send` and `mailer status` as core calls: plan, confirm (the CLI's job), run."""
+"""`mailer send` and `mailer status` as core calls: plan (reads only), confirm (the CLI's
+job), run (writes: retry flags, the pinned snapshot, the send itself)."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailer import addresses
 from mailer.config import Settings
 from mailer.content import checks
-from mailer.content.issue import load_issue
+from mailer.content.issue import SLUG, load_issue
 from mailer.content.render import RenderedIssue, Renderer
-from mailer.delivery.compose import Personalizer
+from mailer.delivery.adhoc import AdhocResult, send_adhoc
 from mailer.delivery.engine import Progress, RunResult, Sender
+from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.errors import InputError, SizeError
-from mailer.models import Recipient, RecipientState, SubscriberStatus
-from mailer.providers import Job, make_provider
+from mailer.models import RecipientState, Snapshot, SubscriberStatus
+from mailer.providers import make_provider
 from mailer.store import Store, open_store
+from mailer.store.ledger import Pinned
 
 REQUIRED = ("from_email", "base_url", "secret_key", "postal_address")
 
 
 @dataclass
 class Plan:
+    """What a send would do. Making one changes nothing."""
+
     settings: Settings
-    store: Store
-    rendered: RenderedIssue
-    issue_id: int | None  # None: never sent before
+    slug: str
+    subject: str
+    snapshot: Snapshot | None  # rendered from the file; None when resuming by slug alone
+    pinned: Pinned | None  # what the ledger holds, if the issue was sent before
     recipients: int  # how many this run would send to
     counts: dict[str, int]  # the ledger so far (empty on a first send)
-
-    @property
-    def slug(self) -> str:
-        return self.rendered.issue.slug
+    retry: RecipientState | None = None
+    update_content: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        return self.issue_id is not None and self.recipients == 0
+        return self.pinned is not None and self.recipients == 0
+
+    @property
+    def changed(self) -> bool:
+        """The file renders differently from the version the ledger pinned."""
+        return (
+            self.pinned is not None
+            and self.snapshot is not None
+            and self.snapshot.content_hash != self.pinned.snapshot.content_hash
+        )
 
 
 def prepare(settings: Settings, path: Path) -> RenderedIssue:
@@ -52,72 +67,87 @@ def prepare(settings: Settings, path: Path) -> RenderedIssue:
 
 
 def plan(
-    settings: Settings, path: Path, retry: RecipientState | None = None, dry_run: bool = False
-) -> Plan:
-    rendered = prepare(settings, path)
-    store = open_store(settings)
-    try:
-        return _plan(settings, store, rendered, retry, dry_run)
-    except BaseException:
-        store.close()
-        raise
-
-
-def _plan(
     settings: Settings,
-    store: Store,
-    rendered: RenderedIssue,
-    retry: RecipientState | None,
-    dry_run: bool,
+    target: str | Path,
+    retry: RecipientState | None = None,
+    update_content: bool = False,
 ) -> Plan:
-    found = store.ledger.find(rendered.issue.slug)
-    if found is None:
-        n = store.subscribers.count(SubscriberStatus.ACTIVE)
-        if n == 0:
-            raise InputError(
-                "no active subscribers; add some with 'mailer subscribers import FILE'"
-            )
-        return Plan(settings, store, rendered, None, n, {})
-    issue_id = int(found["id"])
-    if retry is not None and not dry_run:
-        store.ledger.retry(issue_id, retry)
-    counts = store.ledger.counts(issue_id)
-    pending = counts["pending"] + counts["requesting"]
-    if retry is not None and dry_run:
-        pending += counts[retry.value]
-    return Plan(settings, store, rendered, issue_id, pending, counts)
+    """Read the issue (its file, or the ledger's pin for a slug) and the ledger; write nothing."""
+    settings.require(*REQUIRED)
+    snapshot, slug, warnings = None, str(target), []
+    if _is_file(target):
+        rendered = prepare(settings, Path(target))
+        snapshot, slug = snapshot_of(settings, rendered), rendered.issue.slug
+        warnings = list(rendered.warnings)
+    elif not SLUG.fullmatch(slug):
+        raise InputError(f"{target}: no such issue file or slug; check the path")
+    with open_store(settings) as store:
+        pinned = store.ledger.load(slug)
+        if pinned is None:
+            if snapshot is None:
+                raise InputError(
+                    f"{target}: no such issue file, and no issue with that slug was sent"
+                )
+            n = store.subscribers.count(SubscriberStatus.ACTIVE)
+            if n == 0:
+                raise InputError(
+                    "no active subscribers; add some with 'mailer subscribers import FILE'"
+                )
+            return Plan(settings, slug, snapshot.subject, snapshot, None, n, {}, warnings=warnings)
+        if snapshot is not None:
+            store.ledger.check_source(pinned, snapshot)
+        counts = store.ledger.counts(pinned.issue_id)
+    pending = counts["pending"] + counts["requesting"] + (counts[retry.value] if retry else 0)
+    p = Plan(settings, slug, pinned.snapshot.subject, snapshot, pinned, pending, counts, retry)
+    p.update_content, p.warnings = update_content, warnings
+    if update_content and snapshot is None:
+        raise InputError("--update-content needs the issue file, not its slug")
+    return p
+
+
+def _is_file(target: str | Path) -> bool:
+    p = Path(target)
+    return p.is_file() or p.suffix.lower() in (".md", ".markdown", ".txt") or "/" in str(target)
 
 
 def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
-    ledger = p.store.ledger
-    issue_id, _ = ledger.start(p.slug, p.rendered.issue.subject, p.settings.batch_size)
-    job = Job(issue_id, p.slug, Personalizer(p.settings, p.rendered, issue_id))
-    return Sender(ledger, make_provider(p.settings), job, p.settings, on_progress).run()
+    """Apply the plan: pin (first send), switch versions or retry if asked, then send."""
+    s = p.settings
+    with open_store(s) as store:
+        ledger = store.ledger
+        pinned = ledger.pin(p.slug, p.snapshot, s.batch_size) if p.snapshot else p.pinned
+        assert pinned is not None  # plan() refused a slug that was never pinned
+        if p.update_content and p.snapshot is not None and p.changed:
+            pinned = ledger.repin(pinned, p.snapshot)
+        if p.retry is not None:
+            ledger.retry(pinned.issue_id, p.retry)
+        mailing = mailing_for(s, pinned)
+        return Sender(ledger, make_provider(s), mailing, s, pinned.version, on_progress).run()
 
 
-def send_test(settings: Settings, path: Path, emails: list[str]) -> RunResult:
+def mailing_for(settings: Settings, pinned: Pinned) -> IssueMailing:
+    return IssueMailing(
+        settings,
+        pinned.snapshot,
+        slug=pinned.slug,
+        issue_id=pinned.issue_id,
+        ref=pinned.ref,
+        message_nonce=pinned.message_nonce,
+        version=pinned.version,
+    )
+
+
+def send_test(settings: Settings, path: Path, emails: list[str]) -> AdhocResult:
     """[TEST] copies to the given addresses only, outside the ledger."""
-    from mailer import addresses
-
     rendered = prepare(settings, path)
     issue = dataclasses.replace(rendered.issue, subject=f"[TEST] {rendered.issue.subject}")
-    rendered = dataclasses.replace(rendered, issue=issue)
-    group = []
-    for i, raw in enumerate(emails):
+    people = []
+    for raw in emails:
         try:
-            group.append(Recipient(0, addresses.normalize(raw), ""))
+            people.append((addresses.normalize(raw), ""))
         except addresses.InvalidAddress as e:
             raise InputError(f"--test {raw!r}: {e}") from None
-        del i
-    job = Job(0, rendered.issue.slug, Personalizer(settings, rendered, 0), adhoc=True)
-    session = make_provider(settings).session()
-    try:
-        outcome = session.send(job, group)
-    finally:
-        session.close()
-    return RunResult(
-        sent=len(outcome.sent), failed=len(outcome.failed), ambiguous=len(outcome.ambiguous)
-    )
+    return send_adhoc(settings, dataclasses.replace(rendered, issue=issue), people)
 
 
 def status(settings: Settings, slug_or_path: str) -> dict[str, Any]:
@@ -137,12 +167,15 @@ def _status(store: Store, slug_or_path: str) -> dict[str, Any]:
     return {
         "slug": slug,
         "subject": found["subject"],
+        "source": found["source"],
         "recipients": counts["recipients"],
         "sent": counts["sent"],
         "pending": counts["pending"] + counts["requesting"],
         "failed": counts["failed"],
         "ambiguous": counts["ambiguous"],
         "skipped": counts["skipped"],
+        "version": found["version"],
+        "versions": store.ledger.versions(issue_id),
         "batches": store.ledger.batch_counts(issue_id),
         "ambiguous_recipients": store.ledger.listed(issue_id, RecipientState.AMBIGUOUS, 100),
         "failed_recipients": store.ledger.listed(issue_id, RecipientState.FAILED, 100),

@@ -8,7 +8,7 @@ from typing import Any
 
 from mailer.config import Settings
 from mailer.errors import DeliveryError
-from mailer.models import SUPPRESSED, SubscriberStatus
+from mailer.models import Actor, SubscriberStatus, may_change
 from mailer.store import open_store
 
 PAGE = 500
@@ -73,12 +73,12 @@ def sync(settings: Settings, dry_run: bool = False) -> dict[str, ListResult]:
                     s = None
                 if s is None:
                     result.unknown += 1
-                elif s.status in SUPPRESSED and not (
-                    status is SubscriberStatus.COMPLAINED and s.status != status
-                ):
+                elif not may_change(s.status, status, Actor.PROVIDER):
                     result.already += 1
                 else:
                     result.changed.append(s.email)
                     if not dry_run:
-                        store.subscribers.set_status(s.id, status, f"sendgrid suppression: {name}")
+                        store.subscribers.set_status(
+                            s.id, status, Actor.PROVIDER, f"sendgrid suppression: {name}"
+                        )
     return results

@@ -1,48 +1,17 @@
-"""Providers: where messages go. The delivery engine declares what it needs here; each
-provider module fills it and knows nothing of the store, the renderer or click."""
+"""Providers: where messages go. Each reads a `models.Mailing` and returns an `Outcome`;
+none imports the store, the renderer, the delivery engine or click. The engine declares
+the Protocols they fill (delivery/engine.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-from mailer.errors import DeliveryError
-from mailer.models import Outcome, Recipient
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mailer.config import Settings
-    from mailer.delivery.compose import Personalizer
 
 
-class TransientError(DeliveryError):
-    """The provider certainly did not accept the request, and may later: stop, keep pending."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One issue's send, as a provider needs it."""
-
-    issue_id: int
-    slug: str
-    personalizer: Personalizer
-    adhoc: bool = False  # outside the ledger: test copies, confirmations
-
-
-class Session(Protocol):
-    def send(self, job: Job, group: Sequence[Recipient]) -> Outcome: ...
-
-    def close(self) -> None: ...
-
-
-class Provider(Protocol):
-    name: str
-    group_size: int  # recipients given to one Session.send call
-
-    def session(self) -> Session: ...
-
-
-def make_provider(settings: Settings) -> Provider:
+def make_provider(settings: Settings) -> Any:
+    """The provider `settings.provider` names (a `delivery.engine.Provider`)."""
     if settings.provider == "smtp":
         from mailer.providers.smtp import SmtpProvider
 

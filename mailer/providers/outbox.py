@@ -1,16 +1,21 @@
-"""The outbox: one RFC 5322 .eml file per recipient, written atomically. The default."""
+"""The outbox: one RFC 5322 .eml file per recipient, written atomically. The default.
+
+A ledger send names each file after the recipient, so a resend overwrites rather than
+duplicates; an ad-hoc mail (test copy, confirmation) gets a name of its own every time.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from mailer.config import Settings
-from mailer.models import Outcome, Recipient
-from mailer.providers import Job
+from mailer.errors import LocalError
+from mailer.models import Mailing, Outcome, Recipient
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
 
@@ -30,27 +35,42 @@ class OutboxSession:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def send(self, job: Job, group: Sequence[Recipient]) -> Outcome:
-        folder = self.root / job.slug
-        folder.mkdir(parents=True, exist_ok=True)
+    def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
+        folder = self.root / mailing.slug
         outcome = Outcome()
-        for r in group:
-            mid = None
-            name = f"{r.subscriber_id:08d}-{_UNSAFE.sub('_', r.email)}.eml"
-            if job.adhoc:
-                mid = f"<test.{time.time_ns()}.{r.subscriber_id}@{job.personalizer.factory.domain}>"
-                name = f"test-{time.strftime('%Y%m%d-%H%M%S')}-{_UNSAFE.sub('_', r.email)}.eml"
-            data = job.personalizer.message(r, message_id=mid)
-            _write_atomic(folder / name, data)
-            outcome.sent[r.subscriber_id] = name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for r in group:
+                name = _file_name(mailing, r)
+                _write_atomic(folder / name, mailing.message(r))
+                outcome.sent[r.key] = name
+        except OSError as e:
+            # Only this machine saw it; files already written are rewritten on resume.
+            raise LocalError(
+                f"cannot write to the outbox {folder}: {e.strerror or e}; check outbox_dir"
+            ) from None
         return outcome
 
     def close(self) -> None:
         pass
 
 
+def _file_name(mailing: Mailing, r: Recipient) -> str:
+    address = _UNSAFE.sub("_", r.email)
+    if mailing.adhoc:
+        # Unique per message: two mails to one address in one second are two files.
+        mid = mailing.message_id(r).strip("<>").split("@")[0]
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{mid}-{address}.eml"
+    return f"{r.key:08d}-{address}.eml"
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -17,20 +17,20 @@ from http.client import HTTPException
 from typing import Any
 
 from mailer.config import Settings
-from mailer.content.placeholders import TOKENS, both_values
-from mailer.delivery.message import list_headers
-from mailer.errors import DeliveryError
-from mailer.models import Outcome, Recipient
-from mailer.providers import Job, TransientError
+from mailer.errors import DeliveryError, LocalError, TransientError
+from mailer.models import Mailing, Outcome, Recipient
 
 MAX_PERSONALIZATIONS = 1000
-RETRIES = 6
+RETRIES = 6  # for 5xx answers and failed connections
+RATE_LIMITED_FOR = 900.0  # seconds of 429s in a row before giving up; they are waited out
 BACKOFF_CAP = 30.0
-# The text part gets its own substitution keys: its values are not HTML-escaped.
-TEXT_TOKENS = {f: t[:-2] + "_TEXT__" for f, t in TOKENS.items()}
+# Substitution keys: the same shape as the placeholders, which an issue may not contain.
+# The text part gets its own keys where its values are not HTML-escaped.
+KEYS = {f: f"__MAILER_{f.upper()}__" for f in ("unsubscribe_url", "email", "name")}
+TEXT_KEYS = {f: f"__MAILER_{f.upper()}_TEXT__" for f in KEYS}
 
 
-def build_request(job: Job, group: Sequence[Recipient], settings: Settings) -> dict[str, Any]:
+def build_request(mailing: Mailing, group: Sequence[Recipient]) -> dict[str, Any]:
     """The JSON body for POST /v3/mail/send.
 
     Substitutions carry only the fields the templates use. A field whose value reads the
@@ -39,47 +39,43 @@ def build_request(job: Job, group: Sequence[Recipient], settings: Settings) -> d
     """
     if len(group) > MAX_PERSONALIZATIONS:
         raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
-    p = job.personalizer
-    html_fields, text_fields = set(p.rendered.html.fields), set(p.rendered.text.fields)
-    people = []
-    for r in group:
-        url = p.unsubscribe_url(r)
-        people.append((r, url, *both_values(url, r.email, r.name)))
-    split = {f for f in text_fields & html_fields if any(h[f] != t[f] for _, _, h, t in people)}
+    html_fields, text_fields = mailing.html_fields, mailing.text_fields
+    people = [(r, *mailing.values(r)) for r in group]
+    split = {f for f in text_fields & html_fields if any(h[f] != t[f] for _, h, t in people)}
     # Which value goes under which key, worked out once per request, not per recipient.
-    text_tokens = {f: TEXT_TOKENS[f] if f in split else TOKENS[f] for f in text_fields}
-    keys = [(TOKENS[f], f, True) for f in html_fields]
-    keys += [(text_tokens[f], f, False) for f in text_fields if f in split or f not in html_fields]
-    issue = str(job.issue_id)
+    text_keys = {f: TEXT_KEYS[f] if f in split else KEYS[f] for f in text_fields}
+    keys = [(KEYS[f], f, True) for f in html_fields]
+    keys += [(text_keys[f], f, False) for f in text_fields if f in split or f not in html_fields]
+    issue = str(mailing.issue_id)
     personalizations = []
-    for r, url, html_vals, text_vals in people:
+    for r, html_vals, text_vals in people:
         name = text_vals["name"]
         personalizations.append(
             {
                 "to": [{"email": r.email, "name": name} if name else {"email": r.email}],
-                "headers": list_headers(url),
+                "headers": mailing.list_headers(text_vals["unsubscribe_url"]),
                 "substitutions": {
                     key: (html_vals if html else text_vals)[f] for key, f, html in keys
                 },
-                "custom_args": {"mailer_issue": issue, "mailer_subscriber": str(r.subscriber_id)},
+                "custom_args": {"mailer_issue": issue, "mailer_subscriber": str(r.key)},
             }
         )
     body: dict[str, Any] = {
         "personalizations": personalizations,
         "from": {
-            "email": settings.from_email,
-            **({"name": settings.from_name} if settings.from_name else {}),
+            "email": mailing.from_email,
+            **({"name": mailing.from_name} if mailing.from_name else {}),
         },
-        "subject": p.factory.subject,
+        "subject": mailing.subject,
         "content": [
-            {"type": "text/plain", "value": p.rendered.text.fill({**TOKENS, **text_tokens})},
-            {"type": "text/html", "value": p.rendered.html.fill(TOKENS)},
+            {"type": "text/plain", "value": mailing.text_template({**KEYS, **text_keys})},
+            {"type": "text/html", "value": mailing.html_template(KEYS)},
         ],
-        "headers": p.factory.issue_headers,
-        "custom_args": {"mailer_issue": str(job.issue_id)},
+        "headers": dict(mailing.issue_headers),
+        "custom_args": {"mailer_issue": issue},
     }
-    if settings.reply_to:
-        body["reply_to"] = {"email": settings.reply_to}
+    if mailing.reply_to:
+        body["reply_to"] = {"email": mailing.reply_to}
     return body
 
 
@@ -104,24 +100,29 @@ class SendGridSession:
             api_key=settings.sendgrid_api_key, host=settings.sendgrid_api_host
         )
 
-    def send(self, job: Job, group: Sequence[Recipient]) -> Outcome:
-        body = build_request(job, group, self.settings)
+    def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
+        try:
+            body = build_request(mailing, group)
+        except Exception as e:  # built here, before any byte left: nothing was sent
+            raise LocalError(f"cannot build the SendGrid request: {e}") from None
         message_id = self.post(body)
         if message_id is None:
             return Outcome(
                 ambiguous={
-                    r.subscriber_id: "SendGrid did not answer; it may have accepted the request"
+                    r.key: "SendGrid did not answer; it may have accepted the request"
                     for r in group
                 }
             )
-        return Outcome(sent={r.subscriber_id: message_id for r in group})
+        return Outcome(sent={r.key: message_id for r in group})
 
     def post(self, body: dict[str, Any]) -> str | None:
         """X-Message-Id of an accepted request; None when it may or may not have been taken."""
         from python_http_client import exceptions
 
         last = ""
-        for attempt in range(RETRIES + 1):
+        attempt = 0
+        limited_since: float | None = None
+        while attempt <= RETRIES:
             try:
                 response = self.client.client.mail.send.post(
                     request_body=body, timeout=self.settings.sendgrid_timeout
@@ -130,8 +131,18 @@ class SendGridSession:
             except exceptions.HTTPError as e:
                 status = int(e.status_code)
                 if status == 429:
+                    # Rate limited: the request was not taken. Waited out, on its own clock,
+                    # without using up the retries that 5xx answers get.
+                    limited_since = limited_since or time.monotonic()
+                    if time.monotonic() - limited_since > RATE_LIMITED_FOR:
+                        raise TransientError(
+                            f"SendGrid kept answering 429 (rate limited) for "
+                            f"{RATE_LIMITED_FOR:.0f}s; the rest stays pending, run again later"
+                        ) from None
                     time.sleep(_reset_wait(e.headers))
                     continue
+                limited_since = None
+                attempt += 1
                 if status >= 500:
                     last = f"SendGrid answered {status}"
                     time.sleep(_backoff(attempt))
@@ -139,15 +150,18 @@ class SendGridSession:
                 raise DeliveryError(_explain(status, e.body)) from None
             except urllib.error.URLError as e:
                 if _not_sent(e):
+                    attempt += 1
                     last = f"cannot connect to {self.settings.sendgrid_api_host} ({e.reason})"
                     time.sleep(_backoff(attempt))
                     continue
                 return None
+            except ValueError as e:  # urllib refused the URL before connecting
+                raise LocalError(
+                    f"sendgrid_api_host {self.settings.sendgrid_api_host!r} is not usable ({e})"
+                ) from None
             except (TimeoutError, HTTPException, ConnectionError, OSError):
                 return None  # the request went out; whether SendGrid took it is unknown
-        raise TransientError(
-            f"{last}; gave up after {RETRIES + 1} attempts, the rest stays pending"
-        )
+        raise TransientError(f"{last}; gave up after {attempt} attempts, the rest stays pending")
 
     def close(self) -> None:
         pass

@@ -11,10 +11,9 @@ import binascii
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from mailer.models import EventType
+from mailer.models import DeliveryEvent, EventType
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -50,19 +49,6 @@ class BadSignature(Exception):
 
 class BadPayload(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class DeliveryEvent:
-    type: EventType
-    provider_event_id: str | None
-    email: str
-    issue_id: int | None
-    subscriber_id: int | None
-    at: dt.datetime
-    url: str | None
-    suppress: EventType | None  # the status this event puts on the address, if any
-    raw: dict[str, Any]
 
 
 def verify(

@@ -15,9 +15,8 @@ import time
 from collections.abc import Sequence
 
 from mailer.config import Settings
-from mailer.errors import DeliveryError
-from mailer.models import Outcome, Recipient
-from mailer.providers import Job, TransientError
+from mailer.errors import DeliveryError, LocalError, TransientError
+from mailer.models import Mailing, Outcome, Recipient
 
 RETRIES = 3
 BACKOFF = 0.5  # seconds, doubled per attempt
@@ -75,29 +74,38 @@ class SmtpSession:
             raise DeliveryError(
                 f"SMTP server {where} does not offer STARTTLS; set smtp_security to 'ssl' or 'none'"
             ) from None
+        except ssl.SSLCertVerificationError as e:
+            _close(conn)
+            raise DeliveryError(
+                f"SMTP server {where}: its TLS certificate is not trusted ({e.verify_message}); "
+                "check smtp_host, or trust its CA with smtp_ca_file"
+            ) from None
         except (OSError, smtplib.SMTPException) as e:
             _close(conn)
             raise TransientError(f"cannot connect to SMTP server {where}: {e}") from None
 
-    def send(self, job: Job, group: Sequence[Recipient]) -> Outcome:
+    def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
         outcome = Outcome()
         sender = self.s.from_email
         for r in group:
-            message = job.personalizer.message(r)
-            mid = job.personalizer.factory.message_id(r)
+            try:
+                message = mailing.message(r)
+            except Exception as e:  # built here, before any byte left: nothing was sent
+                raise LocalError(f"cannot build the message for {r.email}: {e}") from None
+            mid = mailing.message_id(r)
             for attempt in range(RETRIES + 1):
                 try:
                     self._one(sender, r, message, outcome, mid)
                     break
                 except _Retry as e:
                     if attempt == RETRIES:
-                        outcome.failed[r.subscriber_id] = f"temporary failure, gave up: {e}"
+                        outcome.failed[r.key] = f"temporary failure, gave up: {e}"
                     else:
                         time.sleep(BACKOFF * 2**attempt)
         return outcome
 
     def _one(self, sender: str, r: Recipient, message: bytes, outcome: Outcome, mid: str) -> None:
-        sid = r.subscriber_id
+        sid = r.key
         try:
             if self.conn is None:
                 self.conn = self._connect()

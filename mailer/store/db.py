@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from mailer.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0001"  # the newest revision in migrations/versions; tests check it is the head
+HEAD = "0002"  # the newest revision in migrations/versions; tests check it is the head
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -90,9 +90,23 @@ def upgrade(engine: sa.Engine) -> str:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        # SQLite rebuilds a table to change it; with foreign keys on, dropping the old
+        # subscribers table would cascade-delete their history. The pragma only takes
+        # effect outside a transaction, so it is set on the raw connection first.
+        raw = conn.connection.dbapi_connection if sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if raw is not None and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise StoreError("the schema upgrade left broken references; nothing changed")
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
     return start or ""
 
 

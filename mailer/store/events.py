@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from mailer import addresses
-from mailer.models import SUPPRESSED, EventType, RecipientState, SubscriberStatus
-from mailer.providers.sendgrid_events import DeliveryEvent
-from mailer.store.schema import events, recipients, subscribers
-from mailer.store.subscribers import change_status
+from mailer.models import Actor, DeliveryEvent, EventType, RecipientState, SubscriberStatus
+from mailer.store.schema import events, issues, recipients, subscribers
+from mailer.store.subscribers import change_status, now
 
 STATUS_FOR = {
     EventType.BOUNCED: SubscriberStatus.BOUNCED,
@@ -32,6 +31,32 @@ class Events:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
+    def one_click_unsubscribe(self, subscriber_id: int, issue_ref: int) -> bool:
+        """The person's own unsubscribe link: status and event in one transaction, so the
+        report counts them once whichever way (link, provider) they left."""
+        with self.engine.begin() as conn:
+            changed = change_status(
+                conn,
+                subscriber_id,
+                SubscriberStatus.UNSUBSCRIBED,
+                Actor.ONE_CLICK,
+                f"issue ref {issue_ref}",
+            )
+            if changed:
+                issue_id = conn.execute(
+                    sa.select(issues.c.id).where(issues.c.ref == issue_ref)
+                ).scalar()
+                conn.execute(
+                    events.insert().values(
+                        issue_id=issue_id,
+                        subscriber_id=subscriber_id,
+                        type=EventType.UNSUBSCRIBED.value,
+                        at=now(),
+                        data={"source": "one-click"},
+                    )
+                )
+        return changed
+
     def apply(self, batch: Iterable[DeliveryEvent], source: str = "sendgrid") -> Applied:
         result = Applied()
         with self.engine.begin() as conn:
@@ -48,7 +73,7 @@ class Events:
         ):
             result.duplicates += 1
             return
-        sid, status = self._subscriber(conn, e)
+        sid = self._subscriber(conn, e)
         try:
             with conn.begin_nested():
                 conn.execute(
@@ -69,11 +94,9 @@ class Events:
         if sid is None:
             return
         new = STATUS_FOR.get(e.suppress) if e.suppress else None
-        if (
-            new is not None
-            and status is not None
-            and (status not in SUPPRESSED or new is SubscriberStatus.COMPLAINED)
-        ) and change_status(conn, sid, status, new, f"{source}: {e.type.value}"):
+        if new is not None and change_status(
+            conn, sid, new, Actor.PROVIDER, f"{source}: {e.type.value}"
+        ):
             result.suppressed += 1
         if e.type in (EventType.PROCESSED, EventType.DELIVERED) and e.issue_id is not None:
             settled = conn.execute(
@@ -87,7 +110,7 @@ class Events:
             ).rowcount
             result.settled += settled
 
-    def _subscriber(self, conn: sa.Connection, e: DeliveryEvent) -> tuple[int | None, str | None]:
+    def _subscriber(self, conn: sa.Connection, e: DeliveryEvent) -> int | None:
         """By the id we put in custom_args, checked against the address; else by address."""
         key = None
         try:
@@ -96,15 +119,15 @@ class Events:
             key = None
         if e.subscriber_id is not None:
             row = conn.execute(
-                sa.select(subscribers.c.id, subscribers.c.email_key, subscribers.c.status).where(
+                sa.select(subscribers.c.id, subscribers.c.email_key).where(
                     subscribers.c.id == e.subscriber_id
                 )
             ).first()
             if row is not None and (key is None or row.email_key == key):
-                return row.id, row.status
+                return int(row.id)
         if key is None:
-            return None, None
+            return None
         found = conn.execute(
-            sa.select(subscribers.c.id, subscribers.c.status).where(subscribers.c.email_key == key)
-        ).first()
-        return (found.id, found.status) if found else (None, None)
+            sa.select(subscribers.c.id).where(subscribers.c.email_key == key)
+        ).scalar()
+        return int(found) if found is not None else None

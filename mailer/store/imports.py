@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from mailer import addresses
 from mailer.errors import InputError
-from mailer.models import SUPPRESSED, SubscriberStatus
+from mailer.models import SUPPRESSED, Actor, SubscriberStatus, may_change
 from mailer.store.export import CSV_COLUMNS
 from mailer.store.schema import subscribers
-from mailer.store.subscribers import change_status, clean_name, now
+from mailer.store.subscribers import change_status, clean_name, new_nonce, now
 
 CHUNK = 5000
 _chunk = sa.table("import_chunk", sa.column("k"), sa.column("h"))
@@ -311,7 +311,7 @@ def _apply(
     at = now()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    suppress: list[tuple[int, str, str]] = []
+    suppress: list[tuple[int, SubscriberStatus]] = []
     for key, row in unique.items():
         old = existing.get(key)
         if old is None:
@@ -321,11 +321,16 @@ def _apply(
             inserts.append(_new(row, source, at))
             report.added += 1
             continue
+        new = SubscriberStatus(row.status) if row.status else None
+        raises = new is not None and new in SUPPRESSED and may_change(old.status, new, Actor.IMPORT)
+        if raises and new is not None:
+            suppress.append((old.id, new))
         if old.status in SUPPRESSED:
-            report.left_alone += 1
+            if raises:
+                report.updated += 1
+            else:
+                report.left_alone += 1
             continue
-        if row.status in SUPPRESSED:
-            suppress.append((old.id, old.status, row.status or ""))
         name = old.name if row.name is None else row.name
         attributes = {**(old.attributes or {}), **row.attributes}
         if name != old.name or attributes != (old.attributes or {}):
@@ -333,7 +338,7 @@ def _apply(
                 {"b_id": old.id, "name": name, "attributes": attributes, "updated_at": at}
             )
             report.updated += 1
-        elif row.status in SUPPRESSED:
+        elif raises:
             report.updated += 1
         else:
             report.unchanged += 1
@@ -353,8 +358,8 @@ def _apply(
             ),
             updates,
         )
-    for sid, old_status, new_status in suppress:
-        change_status(conn, sid, old_status, new_status, source)
+    for sid, new_status in suppress:
+        change_status(conn, sid, new_status, Actor.IMPORT, source)
     conn.commit()
 
 
@@ -368,6 +373,7 @@ _COLUMNS = (
     "consent_at",
     "created_at",
     "updated_at",
+    "nonce",
 )
 _SQLITE_INSERT = (
     f"INSERT INTO subscribers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -401,6 +407,7 @@ def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
                 stamp,
                 stamp,
                 stamp,
+                r["nonce"],
             )
             for r in rows
         ],
@@ -418,4 +425,5 @@ def _new(row: Row, source: str, at: Any) -> dict[str, Any]:
         "consent_at": at,
         "created_at": at,
         "updated_at": at,
+        "nonce": new_nonce(),
     }

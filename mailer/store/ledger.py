@@ -10,7 +10,9 @@ recovery turns into `ambiguous`: listed, never resent unless asked (--retry-ambi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
+import secrets
 import socket
 import uuid
 from collections import defaultdict
@@ -20,16 +22,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mailer.errors import InputError
 from mailer.models import (
-    SUPPRESSED,
+    Actor,
     BatchState,
     Outcome,
     Recipient,
     RecipientState,
+    Snapshot,
     SubscriberStatus,
 )
-from mailer.store.schema import batches, issues, recipients, subscribers
-from mailer.store.subscribers import change_status, now
+from mailer.store.schema import batches, issue_versions, issues, recipients, subscribers
+from mailer.store.subscribers import change_status, erased_tally, now
 
 LEASE = dt.timedelta(minutes=5)
 R = RecipientState
@@ -68,17 +72,41 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def issue_ref(slug: str) -> int:
+    """The number links carry for an issue: derived from the slug, so it is known (and
+    the same) before the first send, in a preview, and after it."""
+    return int.from_bytes(hashlib.sha256(slug.encode("utf-8")).digest()[:6], "big")
+
+
 @dataclass(frozen=True)
 class Claim:
     batch_id: int
     issue_id: int
     seq: int
     owner: str
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """An issue in the ledger and the version the rest of its list gets."""
+
+    issue_id: int
+    slug: str
+    ref: int
+    version: int
+    message_nonce: str
+    snapshot: Snapshot
+    created: bool = False  # pinned by this call: the first send
 
 
 class Ledger:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+
+    @staticmethod
+    def new_owner() -> str:
+        return new_owner()
 
     # -- issues ---------------------------------------------------------------------------
 
@@ -87,48 +115,178 @@ class Ledger:
             row = conn.execute(sa.select(issues).where(issues.c.slug == slug)).first()
         return dict(row._mapping) if row else None
 
-    def start(self, slug: str, subject: str, batch_size: int) -> tuple[int, bool]:
-        """The issue's id, snapshotting the active list into recipients on first call.
+    def load(self, slug: str, version: int | None = None) -> Pinned | None:
+        """The pinned issue by slug (its current version, or the one asked for)."""
+        with self.engine.connect() as conn:
+            return self._load(conn, slug, version)
 
-        The snapshot is one INSERT ... SELECT inside the database: a million rows never
-        pass through Python. Returns (issue id, created now).
+    def _load(self, conn: sa.Connection, slug: str, version: int | None = None) -> Pinned | None:
+        issue = conn.execute(sa.select(issues).where(issues.c.slug == slug)).first()
+        if issue is None or issue.version is None:
+            return None
+        v = conn.execute(
+            sa.select(issue_versions).where(
+                issue_versions.c.issue_id == issue.id,
+                issue_versions.c.version == (version or issue.version),
+            )
+        ).first()
+        if v is None:
+            return None
+        snapshot = Snapshot(v.subject, v.preheader, v.html, v.text, dict(v.headers), v.source or "")
+        return Pinned(issue.id, slug, issue.ref, v.version, issue.message_nonce, snapshot)
+
+    def versions(self, issue_id: int) -> list[dict[str, Any]]:
+        """Each pinned version with how many recipients were sent it."""
+        with self.engine.connect() as conn:
+            sent: dict[int | None, int] = dict(
+                conn.execute(
+                    sa.select(recipients.c.version, sa.func.count())
+                    .where(recipients.c.issue_id == issue_id, recipients.c.state == R.SENT)
+                    .group_by(recipients.c.version)
+                ).all()
+            )
+            rows = conn.execute(
+                sa.select(
+                    issue_versions.c.version,
+                    issue_versions.c.content_hash,
+                    issue_versions.c.source,
+                    issue_versions.c.created_at,
+                )
+                .where(issue_versions.c.issue_id == issue_id)
+                .order_by(issue_versions.c.version)
+            ).all()
+        return [
+            {
+                "version": r.version,
+                "content_hash": r.content_hash[:12],
+                "source": r.source,
+                "pinned_at": r.created_at,
+                "sent": int(sent.get(r.version, 0)),
+            }
+            for r in rows
+        ]
+
+    def pin(self, slug: str, snapshot: Snapshot, batch_size: int) -> Pinned:
+        """The issue as the ledger holds it, pinning `snapshot` on the first call.
+
+        The first call also snapshots the active list into recipients, in one INSERT ...
+        SELECT inside the database: a million rows never pass through Python. Two first
+        sends at once: one pins, the other finds its pin.
         """
+        try:
+            with self.engine.begin() as conn:
+                found = self._load(conn, slug)
+                if found is not None:
+                    self.check_source(found, snapshot)
+                    return found
+                return self._create(conn, slug, snapshot, batch_size)
+        except sa.exc.IntegrityError:
+            with self.engine.connect() as conn:
+                found = self._load(conn, slug)
+            if found is None:
+                raise
+            self.check_source(found, snapshot)
+            return found
+
+    @staticmethod
+    def check_source(found: Pinned, snapshot: Snapshot) -> None:
+        """One slug, one issue file: another file that maps to it is refused, not skipped."""
+        first = found.snapshot.source
+        if first and snapshot.source and first != snapshot.source:
+            raise InputError(
+                f"{snapshot.source}: its slug {found.slug!r} belongs to {first}, already in "
+                f"the ledger; give this issue its own 'slug:' in front matter"
+            )
+
+    def _create(
+        self, conn: sa.Connection, slug: str, snapshot: Snapshot, batch_size: int
+    ) -> Pinned:
+        at = now()
+        ref = issue_ref(slug)
+        clash = conn.execute(sa.select(issues.c.slug).where(issues.c.ref == ref)).scalar()
+        if clash is not None:
+            raise InputError(
+                f"issue slugs {clash!r} and {slug!r} share a link number; set another 'slug:'"
+            )
+        nonce = secrets.token_hex(8)
+        issue_id = conn.execute(
+            issues.insert().values(
+                slug=slug,
+                subject=snapshot.subject[:500],
+                created_at=at,
+                ref=ref,
+                source=snapshot.source[:1000],
+                version=1,
+                message_nonce=nonce,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        self._add_version(conn, issue_id, 1, snapshot)
+        numbered = sa.select(
+            sa.literal(issue_id).label("issue_id"),
+            subscribers.c.id.label("subscriber_id"),
+            ((sa.func.row_number().over(order_by=subscribers.c.id) - 1) // batch_size).label(
+                "batch_seq"
+            ),
+            sa.literal(R.PENDING.value).label("state"),
+        ).where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
+        conn.execute(
+            recipients.insert().from_select(
+                ["issue_id", "subscriber_id", "batch_seq", "state"], numbered
+            )
+        )
+        conn.execute(
+            batches.insert().from_select(
+                ["issue_id", "seq", "state", "attempts", "updated_at"],
+                sa.select(
+                    recipients.c.issue_id,
+                    recipients.c.batch_seq,
+                    sa.literal(B.PENDING.value),
+                    sa.literal(0),
+                    sa.literal(at, type_=batches.c.updated_at.type),
+                )
+                .where(recipients.c.issue_id == issue_id)
+                .distinct(),
+            )
+        )
+        return Pinned(int(issue_id), slug, ref, 1, nonce, snapshot, created=True)
+
+    def repin(self, pinned: Pinned, snapshot: Snapshot) -> Pinned:
+        """A deliberate --update-content: the rest of the list gets a new version."""
         with self.engine.begin() as conn:
-            found = conn.execute(sa.select(issues.c.id).where(issues.c.slug == slug)).scalar()
-            if found is not None:
-                return int(found), False
-            at = now()
-            issue_id = conn.execute(
-                issues.insert().values(slug=slug, subject=subject[:500], created_at=at)
-            ).inserted_primary_key[0]  # type: ignore[index]
-            numbered = sa.select(
-                sa.literal(issue_id).label("issue_id"),
-                subscribers.c.id.label("subscriber_id"),
-                ((sa.func.row_number().over(order_by=subscribers.c.id) - 1) // batch_size).label(
-                    "batch_seq"
-                ),
-                sa.literal(R.PENDING.value).label("state"),
-            ).where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
-            conn.execute(
-                recipients.insert().from_select(
-                    ["issue_id", "subscriber_id", "batch_seq", "state"], numbered
-                )
-            )
-            conn.execute(
-                batches.insert().from_select(
-                    ["issue_id", "seq", "state", "attempts", "updated_at"],
-                    sa.select(
-                        recipients.c.issue_id,
-                        recipients.c.batch_seq,
-                        sa.literal(B.PENDING.value),
-                        sa.literal(0),
-                        sa.literal(at, type_=batches.c.updated_at.type),
+            version = (
+                conn.execute(
+                    sa.select(sa.func.max(issue_versions.c.version)).where(
+                        issue_versions.c.issue_id == pinned.issue_id
                     )
-                    .where(recipients.c.issue_id == issue_id)
-                    .distinct(),
-                )
+                ).scalar()
+                or 0
+            ) + 1
+            self._add_version(conn, pinned.issue_id, version, snapshot)
+            conn.execute(
+                issues.update()
+                .where(issues.c.id == pinned.issue_id)
+                .values(version=version, subject=snapshot.subject[:500])
             )
-        return int(issue_id), True
+        return Pinned(
+            pinned.issue_id, pinned.slug, pinned.ref, version, pinned.message_nonce, snapshot
+        )
+
+    @staticmethod
+    def _add_version(conn: sa.Connection, issue_id: int, version: int, s: Snapshot) -> None:
+        conn.execute(
+            issue_versions.insert().values(
+                issue_id=issue_id,
+                version=version,
+                content_hash=s.content_hash,
+                subject=s.subject,
+                preheader=s.preheader,
+                html=s.html,
+                text=s.text,
+                headers=s.headers,
+                source=s.source[:1000],
+                created_at=now(),
+            )
+        )
 
     # -- claiming work --------------------------------------------------------------------
 
@@ -167,11 +325,11 @@ class Ledger:
                 recovered += 1
         return recovered
 
-    def claim(self, issue_id: int, owner: str) -> Claim | None:
+    def claim(self, issue_id: int, owner: str, version: int = 1) -> Claim | None:
         with self.engine.begin() as conn:
-            return self._claim(conn, issue_id, owner)
+            return self._claim(conn, issue_id, owner, version)
 
-    def _claim(self, conn: sa.Connection, issue_id: int, owner: str) -> Claim | None:
+    def _claim(self, conn: sa.Connection, issue_id: int, owner: str, version: int) -> Claim | None:
         row = conn.execute(
             sa.select(batches.c.id, batches.c.seq)
             .where(batches.c.issue_id == issue_id, batches.c.state == B.PENDING)
@@ -192,10 +350,10 @@ class Ledger:
                 updated_at=now(),
             )
         )
-        return Claim(row.id, issue_id, row.seq, owner)
+        return Claim(row.id, issue_id, row.seq, owner, version)
 
     def claim_group(
-        self, issue_id: int, owner: str, limit: int
+        self, issue_id: int, owner: str, limit: int, version: int = 1
     ) -> tuple[Claim, list[Recipient], bool] | None:
         """Claim the next batch and take its first group in one transaction.
 
@@ -203,7 +361,7 @@ class Ledger:
         batch after this group. None when no batch is left.
         """
         with self.engine.begin() as conn:
-            claim = self._claim(conn, issue_id, owner)
+            claim = self._claim(conn, issue_id, owner, version)
             if claim is None:
                 return None
             group, more = self._take(conn, claim, limit)
@@ -230,7 +388,11 @@ class Ledger:
         while True:
             rows = conn.execute(
                 sa.select(
-                    subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status
+                    subscribers.c.id,
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    subscribers.c.status,
+                    subscribers.c.nonce,
                 )
                 .join(recipients, recipients.c.subscriber_id == subscribers.c.id)
                 .where(*in_batch)
@@ -255,7 +417,11 @@ class Ledger:
         # The rows read are the batch's first pending ones by id, so the ones left pending
         # between the first and the last (or in the whole batch, if none come after) are
         # exactly the active ones read.
-        taken = recipients.update().where(*in_batch).values(state=R.REQUESTING, updated_at=at)
+        taken = (
+            recipients.update()
+            .where(*in_batch)
+            .values(state=R.REQUESTING, updated_at=at, version=claim.version)
+        )
         if more:
             taken = taken.where(recipients.c.subscriber_id.between(rows[0][0], rows[-1][0]))
         conn.execute(taken)
@@ -265,7 +431,9 @@ class Ledger:
             .values(state=B.REQUESTING, lease_expires=at + LEASE, updated_at=at)
         )
         group = [
-            Recipient(i, e, n) for i, e, n, status in rows if status == SubscriberStatus.ACTIVE
+            Recipient(i, e, n, nonce)
+            for i, e, n, status, nonce in rows
+            if status == SubscriberStatus.ACTIVE
         ]
         return group, more
 
@@ -325,13 +493,9 @@ class Ledger:
                         [{"sid": sid, "err": err[:500]} for sid, err in reasons.items()],
                     )
             for sid in outcome.bounced:
-                old = conn.execute(
-                    sa.select(subscribers.c.status).where(subscribers.c.id == sid)
-                ).scalar()
-                if old is not None and old not in SUPPRESSED:
-                    change_status(
-                        conn, sid, old, SubscriberStatus.BOUNCED, "smtp: permanent failure"
-                    )
+                change_status(
+                    conn, sid, SubscriberStatus.BOUNCED, Actor.PROVIDER, "smtp: permanent failure"
+                )
             if batch_message_id:
                 conn.execute(
                     batches.update()
@@ -393,13 +557,16 @@ class Ledger:
     # -- reporting and retries ------------------------------------------------------------
 
     def counts(self, issue_id: int) -> dict[str, int]:
+        """Recipients by state, erased people included as numbers."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(recipients.c.state, sa.func.count())
                 .where(recipients.c.issue_id == issue_id)
                 .group_by(recipients.c.state)
             ).all()
-        by_state = {str(s): int(n) for s, n in rows}
+            by_state = erased_tally(conn, issue_id, "state")
+        for s, n in rows:
+            by_state[str(s)] = by_state.get(str(s), 0) + int(n)
         out = {s.value: by_state.get(s.value, 0) for s in RecipientState}
         out["recipients"] = sum(by_state.values())
         return out
@@ -429,6 +596,15 @@ class Ledger:
                 .limit(limit)
             ).all()
         return [dict(r._mapping) for r in rows]
+
+    def count_state(self, issue_id: int, state: RecipientState) -> int:
+        with self.engine.connect() as conn:
+            n = conn.execute(
+                sa.select(sa.func.count()).where(
+                    recipients.c.issue_id == issue_id, recipients.c.state == state
+                )
+            ).scalar()
+        return int(n or 0)
 
     def retry(self, issue_id: int, state: RecipientState) -> int:
         """Put ambiguous or failed recipients back in the queue: a deliberate resend."""

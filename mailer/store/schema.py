@@ -22,7 +22,13 @@ subscribers = sa.Table(
     sa.Column("consent_user_agent", sa.String(400)),
     sa.Column("created_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
+    # A random secret bound into every link token: erase destroys it, so an erased
+    # person's links are dead even if an id were ever handed out again.
+    sa.Column("nonce", sa.BigInteger, nullable=False),
+    # The one live double opt-in request, if any: consumed by its confirmation.
+    sa.Column("confirm_nonce", sa.BigInteger),
     sa.Index("ix_subscribers_status_id", "status", "id"),
+    sqlite_autoincrement=True,  # ids are never reused, on SQLite as on PostgreSQL
 )
 
 status_changes = sa.Table(
@@ -56,6 +62,38 @@ issues = sa.Table(
     sa.Column("slug", sa.String(100), nullable=False, unique=True),
     sa.Column("subject", sa.String(500), nullable=False),
     sa.Column("created_at", UTC, nullable=False),
+    # Known before the first send (derived from the slug), so links in a preview are the
+    # links that will be sent.
+    sa.Column("ref", sa.BigInteger, unique=True),
+    sa.Column("source", sa.String(1000)),  # the issue file, relative to the project
+    sa.Column("version", sa.Integer),  # the pinned version the rest of the list gets
+    sa.Column("message_nonce", sa.String(32)),  # random part of every Message-ID
+    sqlite_autoincrement=True,
+)
+
+# The issue as sent: everything needed to send it again without the Markdown or templates.
+issue_versions = sa.Table(
+    "issue_versions",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("source", sa.String(1000)),
+    sa.Column("created_at", UTC, nullable=False),
+)
+
+# What erased people contributed to an issue's numbers: counts survive, people do not.
+erased_counts = sa.Table(
+    "erased_counts",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
 )
 
 batches = sa.Table(
@@ -90,6 +128,7 @@ recipients = sa.Table(
     sa.Column("message_id", sa.String(200)),
     sa.Column("error", sa.String(500)),
     sa.Column("updated_at", UTC),
+    sa.Column("version", sa.Integer),  # the issue version this recipient was sent
     sa.Index("ix_recipients_batch", "issue_id", "batch_seq"),
     sa.Index("ix_recipients_subscriber", "subscriber_id"),
 )

@@ -1,25 +1,39 @@
-"""Subscribers: add, look up, change status (with history), list, erase."""
+"""Subscribers: add, look up, change status (the one place, under the one policy), erase."""
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 
 from mailer import addresses
-from mailer.content.placeholders import clean_text
 from mailer.errors import InputError
-from mailer.models import SUPPRESSED, Recipient, SubscriberStatus
-from mailer.store.schema import erasures, status_changes, subscribers
+from mailer.models import Actor, Recipient, SubscriberStatus, may_change
+from mailer.store.schema import (
+    erased_counts,
+    erasures,
+    events,
+    recipients,
+    status_changes,
+    subscribers,
+)
+from mailer.text import clean_text
 
 NAME_MAX = 200
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def new_nonce() -> int:
+    """A subscriber's random link secret: 62 bits, positive in every database's BIGINT."""
+    return secrets.randbits(62) or 1
 
 
 def clean_name(name: str | None) -> str:
@@ -37,21 +51,33 @@ class Subscriber:
     updated_at: dt.datetime
     consent_source: str | None
     consent_at: dt.datetime | None
+    nonce: int
 
     @classmethod
     def from_row(cls, row: Any) -> Subscriber:
         m = row._mapping
         return cls(**{k: m[k] for k in cls.__dataclass_fields__})
 
+    @property
+    def recipient(self) -> Recipient:
+        return Recipient(self.id, self.email, self.name, self.nonce)
+
 
 COLUMNS = [subscribers.c[name] for name in Subscriber.__dataclass_fields__]
 
 
 def change_status(
-    conn: sa.Connection, subscriber_id: int, old: str | None, new: str, reason: str
+    conn: sa.Connection, subscriber_id: int, new: SubscriberStatus, actor: Actor, reason: str
 ) -> bool:
-    """Move one subscriber to a new status and record why, in the caller's transaction."""
-    if old == new:
+    """The one place a status changes: under `models.may_change`, with its history row.
+
+    Runs in the caller's transaction; the row is locked first so two changes of one
+    person are decided one after the other. True if the status changed.
+    """
+    old = conn.execute(
+        sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id).with_for_update()
+    ).scalar()
+    if old is None or not may_change(old, new, actor):
         return False
     at = now()
     conn.execute(
@@ -64,11 +90,19 @@ def change_status(
             subscriber_id=subscriber_id,
             old_status=old,
             new_status=new,
-            reason=reason[:200],
+            reason=f"{actor.value}: {reason}"[:200],
             at=at,
         )
     )
     return True
+
+
+class Confirmed(StrEnum):
+    """What a confirmation link did."""
+
+    CONFIRMED = "confirmed"
+    ALREADY = "already"  # active already; nothing to do
+    STALE = "stale"  # used, replaced by a newer request, or never issued
 
 
 class Subscribers:
@@ -88,12 +122,16 @@ class Subscribers:
         return found
 
     def recipient(self, email: str) -> Recipient:
-        s = self.require(email)
-        return Recipient(s.id, s.email, s.name)
+        return self.require(email).recipient
 
-    def by_id(self, subscriber_id: int) -> Subscriber | None:
+    def by_token(self, subscriber_id: int, nonce: int) -> Subscriber | None:
+        """The subscriber a link names, if that person still exists: the nonce must match."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(*COLUMNS).where(subscribers.c.id == subscriber_id)).first()
+            row = conn.execute(
+                sa.select(*COLUMNS).where(
+                    subscribers.c.id == subscriber_id, subscribers.c.nonce == nonce
+                )
+            ).first()
         return Subscriber.from_row(row) if row else None
 
     def add(
@@ -107,14 +145,13 @@ class Subscribers:
         user_agent: str | None = None,
         allow_erased: bool = False,
     ) -> tuple[Subscriber, bool]:
-        """Add one subscriber. Returns (subscriber, created). Never reactivates anyone."""
+        """Add one subscriber. Returns (subscriber, created). Never changes an existing one."""
         normalized = _normalize(email)
         key = addresses.key(normalized)
         at = now()
+        select = sa.select(*COLUMNS).where(subscribers.c.email_key == key)
         with self.engine.begin() as conn:
-            existing = conn.execute(
-                sa.select(*COLUMNS).where(subscribers.c.email_key == key)
-            ).first()
+            existing = conn.execute(select).first()
             if existing is not None:
                 return Subscriber.from_row(existing), False
             if not allow_erased and _is_erased(conn, normalized):
@@ -122,79 +159,97 @@ class Subscribers:
                     f"{normalized} asked to be forgotten (erased); pass --allow-erased "
                     "only if they have subscribed again"
                 )
-            conn.execute(
-                subscribers.insert().values(
-                    email=normalized,
-                    email_key=key,
-                    name=clean_name(name),
-                    status=status,
-                    attributes={},
-                    consent_source=source[:200],
-                    consent_at=at,
-                    consent_ip=ip,
-                    consent_user_agent=(user_agent or None) and user_agent[:400],
-                    created_at=at,
-                    updated_at=at,
-                )
-            )
-            row = conn.execute(sa.select(*COLUMNS).where(subscribers.c.email_key == key)).one()
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        subscribers.insert().values(
+                            email=normalized,
+                            email_key=key,
+                            name=clean_name(name),
+                            status=status,
+                            attributes={},
+                            consent_source=source[:200],
+                            consent_at=at,
+                            consent_ip=(ip or None) and ip[:64],
+                            consent_user_agent=(user_agent or None) and user_agent[:400],
+                            created_at=at,
+                            updated_at=at,
+                            nonce=new_nonce(),
+                        )
+                    )
+            except sa.exc.IntegrityError:  # the same address, added a moment ago elsewhere
+                return Subscriber.from_row(conn.execute(select).one()), False
+            row = conn.execute(select).one()
         return Subscriber.from_row(row), True
 
-    def set_status(self, subscriber_id: int, new: SubscriberStatus, reason: str) -> bool:
-        """Change a status by id; suppression is never undone here. True if it changed."""
+    def set_status(
+        self, subscriber_id: int, new: SubscriberStatus, actor: Actor, reason: str
+    ) -> bool:
+        """Change a status by id, if the policy allows it. True if it changed."""
         with self.engine.begin() as conn:
-            old = conn.execute(
-                sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
-            ).scalar()
-            if old is None:
-                return False
-            if old in SUPPRESSED and new not in SUPPRESSED:
-                return False
-            return change_status(conn, subscriber_id, old, new, reason)
+            return change_status(conn, subscriber_id, new, actor, reason)
 
     def unsubscribe(self, email: str, reason: str = "cli") -> bool:
         s = self.require(email)
-        return self.set_status(s.id, SubscriberStatus.UNSUBSCRIBED, reason)
+        return self.set_status(s.id, SubscriberStatus.UNSUBSCRIBED, Actor.OWNER, reason)
 
-    def resubscribe(self, subscriber_id: int, reason: str, ip: str | None, ua: str | None) -> bool:
-        """A person's own, recorded choice: the one way back from unsubscribed."""
-        return self._activate(subscriber_id, SubscriberStatus.UNSUBSCRIBED, reason, reason, ip, ua)
-
-    def confirm(self, subscriber_id: int, ip: str | None, ua: str | None) -> bool:
-        """Double opt-in: pending → active, with the consent that made it so."""
-        return self._activate(
-            subscriber_id,
-            SubscriberStatus.PENDING,
-            "web:confirm",
-            "double opt-in confirmed",
-            ip,
-            ua,
-        )
-
-    def _activate(
-        self,
-        subscriber_id: int,
-        expected: SubscriberStatus,
-        source: str,
-        reason: str,
-        ip: str | None,
-        ua: str | None,
-    ) -> bool:
-        """expected → active, recording the consent (source, time, IP, user agent) with it."""
+    def resubscribe(self, email: str, reason: str = "cli") -> bool:
+        """The owner's explicit, recorded choice to mail someone again."""
+        s = self.require(email)
         with self.engine.begin() as conn:
-            old = conn.execute(
-                sa.select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
-            ).scalar()
-            if old != expected:
-                return False
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == s.id)
+                .values(consent_source=f"owner:{reason}"[:200], consent_at=now())
+            )
+            return change_status(conn, s.id, SubscriberStatus.ACTIVE, Actor.OWNER, reason)
+
+    def request_confirmation(self, subscriber_id: int) -> int | None:
+        """A fresh one-time confirmation nonce (replacing any older one), or None when the
+        person is active already and there is nothing to confirm."""
+        nonce = new_nonce()
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                subscribers.update()
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    subscribers.c.status != SubscriberStatus.ACTIVE,
+                )
+                .values(confirm_nonce=nonce)
+            ).rowcount
+        return nonce if n else None
+
+    def confirm(
+        self, subscriber_id: int, nonce: int, confirm_nonce: int, ip: str | None, ua: str | None
+    ) -> Confirmed:
+        """Double opt-in: the person clicked the newest confirmation sent to them."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(subscribers.c.status, subscribers.c.confirm_nonce)
+                .where(subscribers.c.id == subscriber_id, subscribers.c.nonce == nonce)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return Confirmed.STALE
+            if row.status == SubscriberStatus.ACTIVE:
+                return Confirmed.ALREADY
+            if row.confirm_nonce is None or row.confirm_nonce != confirm_nonce:
+                return Confirmed.STALE
             conn.execute(
                 subscribers.update()
                 .where(subscribers.c.id == subscriber_id)
                 .values(
-                    consent_source=source, consent_at=now(), consent_ip=ip, consent_user_agent=ua
+                    confirm_nonce=None,
+                    consent_source="web:confirm",
+                    consent_at=now(),
+                    consent_ip=(ip or None) and ip[:64],
+                    consent_user_agent=(ua or None) and ua[:400],
                 )
             )
-            return change_status(conn, subscriber_id, old, SubscriberStatus.ACTIVE, reason)
+            change_status(
+                conn, subscriber_id, SubscriberStatus.ACTIVE, Actor.CONFIRMED, "double opt-in"
+            )
+        return Confirmed.CONFIRMED
 
     def count(self, status: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(subscribers)
@@ -228,15 +283,57 @@ class Subscribers:
         return [dict(r._mapping) for r in rows]
 
     def erase(self, email: str) -> None:
-        """Forget a person (GDPR): delete their data, keep only a one-way hash of the address."""
+        """Forget a person (GDPR): their row, consent, history, deliveries and events go;
+        only a one-way hash of the address stays. Issue numbers keep what they counted."""
         s = self.require(email)
         with self.engine.begin() as conn:
+            _keep_counts(conn, s.id)
+            conn.execute(events.delete().where(events.c.subscriber_id == s.id))
+            conn.execute(recipients.delete().where(recipients.c.subscriber_id == s.id))
+            conn.execute(status_changes.delete().where(status_changes.c.subscriber_id == s.id))
             conn.execute(subscribers.delete().where(subscribers.c.id == s.id))
             h = addresses.erasure_hash(s.email)
             if not conn.execute(
                 sa.select(erasures.c.email_hash).where(erasures.c.email_hash == h)
             ).first():
                 conn.execute(erasures.insert().values(email_hash=h, erased_at=now()))
+
+
+def _keep_counts(conn: sa.Connection, subscriber_id: int) -> None:
+    """Add what one person contributed to each issue's numbers to erased_counts."""
+    kinds: list[tuple[int, str]] = [
+        (int(issue_id), f"state:{state}")
+        for issue_id, state in conn.execute(
+            sa.select(recipients.c.issue_id, recipients.c.state).where(
+                recipients.c.subscriber_id == subscriber_id
+            )
+        )
+    ]
+    kinds += [
+        (int(issue_id), f"event:{kind}")
+        for issue_id, kind in conn.execute(
+            sa.select(events.c.issue_id, events.c.type)
+            .where(events.c.subscriber_id == subscriber_id, events.c.issue_id.is_not(None))
+            .distinct()
+        )
+    ]
+    for issue_id, kind in kinds:
+        where = (erased_counts.c.issue_id == issue_id, erased_counts.c.kind == kind)
+        if conn.execute(
+            erased_counts.update().where(*where).values(n=erased_counts.c.n + 1)
+        ).rowcount:
+            continue
+        conn.execute(erased_counts.insert().values(issue_id=issue_id, kind=kind, n=1))
+
+
+def erased_tally(conn: sa.Connection, issue_id: int, prefix: str) -> dict[str, int]:
+    """{kind: n} that erased people contributed to an issue, for one prefix (state/event)."""
+    rows = conn.execute(
+        sa.select(erased_counts.c.kind, erased_counts.c.n).where(
+            erased_counts.c.issue_id == issue_id, erased_counts.c.kind.startswith(prefix + ":")
+        )
+    )
+    return {kind.split(":", 1)[1]: int(n) for kind, n in rows}
 
 
 def _normalize(email: str) -> str:

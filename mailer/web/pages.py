@@ -53,4 +53,7 @@ NO_INDEX = {
     "X-Robots-Tag": "noindex, nofollow",
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
+    # Pages with buttons that act: never inside another site's frame (clickjacking).
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
 }

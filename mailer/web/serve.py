@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,9 +20,10 @@ from starlette.routing import Route
 
 from mailer import addresses
 from mailer.config import Settings
-from mailer.models import SubscriberStatus
+from mailer.models import SUPPRESSED, SubscriberStatus
 from mailer.providers import sendgrid_events
 from mailer.store import Store
+from mailer.store.subscribers import Confirmed, Subscriber
 from mailer.tokens import TokenSigner, unsubscribe_signer
 from mailer.web.pages import Form, Pages
 
@@ -89,158 +91,21 @@ class RateLimit:
         return True
 
 
+@dataclass
+class ServeState:
+    """What every endpoint reads, from request.app.state.mailer."""
+
+    settings: Settings
+    store: Store
+    pages: Pages
+    unsub: TokenSigner
+    resub: TokenSigner
+    confirm: TokenSigner
+    limiter: RateLimit
+
+
 def create_app(settings: Settings, store: Store) -> Starlette:
     settings.require("secret_key")
-    pages = Pages(settings)
-    unsub: TokenSigner = unsubscribe_signer(settings.secret_key)
-    resub = TokenSigner(settings.secret_key, "resubscribe")
-    confirm = TokenSigner(settings.secret_key, "confirm")
-    limiter = RateLimit()
-
-    def subscriber_from(token: str, signer: TokenSigner) -> tuple[Any, int] | None:
-        ids = signer.unsign(token, 2)
-        if ids is None:
-            return None
-        s = store.subscribers.by_id(ids[0])
-        return (s, ids[1]) if s is not None else None
-
-    async def lookup(request: Request, signer: TokenSigner) -> tuple[Any, int] | None:
-        """The subscriber and issue id a link's token names, or None for any bad token."""
-        return await run_in_threadpool(subscriber_from, request.path_params["token"], signer)
-
-    async def unsubscribe_page(request: Request) -> Response:
-        found = await lookup(request, unsub)
-        if found is None:
-            return pages.not_found()
-        s, _ = found
-        if s.status == SubscriberStatus.UNSUBSCRIBED:
-            return _unsubscribed(s)
-        return pages.render(
-            "Unsubscribe?",
-            [f"Stop sending {settings.display_name} to {addresses.mask(s.email)}?"],
-            Form(request.url.path, "Unsubscribe", hidden=[("List-Unsubscribe", "One-Click")]),
-        )
-
-    def _unsubscribed(s: Any) -> Response:
-        resub_token = resub.sign(s.id, 0)
-        return pages.render(
-            "You are unsubscribed",
-            [f"{addresses.mask(s.email)} will get no more email from {settings.display_name}."],
-            Form(f"/resubscribe/{resub_token}", "Subscribe again", style="secondary"),
-        )
-
-    async def unsubscribe(request: Request) -> Response:
-        form = await read_form(request)
-        if form is None or form.get("List-Unsubscribe") != "One-Click":
-            return PlainTextResponse("Expected the form field List-Unsubscribe=One-Click.", 400)
-        found = await lookup(request, unsub)
-        if found is None:
-            return pages.not_found()
-        s, issue_id = found
-        await run_in_threadpool(
-            store.subscribers.set_status,
-            s.id,
-            SubscriberStatus.UNSUBSCRIBED,
-            f"one-click (issue {issue_id})",
-        )
-        return _unsubscribed(s)
-
-    async def resubscribe(request: Request) -> Response:
-        found = await lookup(request, resub)
-        if found is None:
-            return pages.not_found()
-        s, _ = found
-        ip, ua = _client(request)
-        await run_in_threadpool(store.subscribers.resubscribe, s.id, "web:resubscribe", ip, ua)
-        return pages.render(
-            "Welcome back",
-            [f"{addresses.mask(s.email)} is subscribed to {settings.display_name} again."],
-        )
-
-    async def subscribe_page(request: Request) -> Response:
-        return pages.render(
-            f"Subscribe to {settings.display_name}",
-            ["We will send you an email to confirm."],
-            Form(
-                "/subscribe",
-                "Subscribe",
-                fields=[("email", "Email address", "email"), ("name", "Name (optional)", "text")],
-            ),
-        )
-
-    async def subscribe(request: Request) -> Response:
-        form = await read_form(request)
-        if form is None or not form.get("email"):
-            return pages.render("Subscribe", ["Please give an email address."], status=400)
-        ip, ua = _client(request)
-        if not limiter.allow(ip or "?"):
-            return pages.render(
-                "Slow down", ["Too many attempts; try again in a minute."], status=429
-            )
-        try:
-            email = addresses.normalize(form["email"])
-        except addresses.InvalidAddress as e:
-            return pages.render("Subscribe", [f"That address does not look right: {e}"], status=400)
-        await run_in_threadpool(
-            _start_opt_in, settings, store, confirm, email, form.get("name", ""), ip, ua
-        )
-        # The same answer whether the address was new, pending or already subscribed.
-        return pages.render(
-            "Check your inbox",
-            [f"If {addresses.mask(email)} can subscribe, a confirmation email is on its way."],
-        )
-
-    async def confirm_page(request: Request) -> Response:
-        found = await lookup(request, confirm)
-        if found is None:
-            return pages.not_found()
-        s, _ = found
-        return pages.render(
-            "Confirm your subscription",
-            [f"Subscribe {addresses.mask(s.email)} to {settings.display_name}?"],
-            Form(request.url.path, "Confirm"),
-        )
-
-    async def confirm_post(request: Request) -> Response:
-        found = await lookup(request, confirm)
-        if found is None:
-            return pages.not_found()
-        s, _ = found
-        ip, ua = _client(request)
-        await run_in_threadpool(store.subscribers.confirm, s.id, ip, ua)
-        return pages.render(
-            "You are subscribed",
-            [f"Welcome! {addresses.mask(s.email)} will get {settings.display_name}."],
-        )
-
-    async def sendgrid_webhook(request: Request) -> Response:
-        if not settings.sendgrid_webhook_public_key:
-            return PlainTextResponse("webhook not configured: set sendgrid_webhook_public_key", 403)
-        try:
-            body = await read_body(request, WEBHOOK_LIMIT)
-        except TooLarge:
-            return PlainTextResponse("body too large", 413)
-        sig = request.headers.get(sendgrid_events.SIGNATURE_HEADER)
-        ts = request.headers.get(sendgrid_events.TIMESTAMP_HEADER)
-        if not sig or not ts:
-            return PlainTextResponse("missing signature", 401)
-        try:
-            sendgrid_events.verify(settings.sendgrid_webhook_public_key, sig, ts, body)
-        except sendgrid_events.BadSignature:
-            return PlainTextResponse("signature not valid", 403)
-        try:
-            parsed = sendgrid_events.parse(body)
-        except sendgrid_events.BadPayload as e:
-            return PlainTextResponse(str(e), 400)
-        applied = await run_in_threadpool(store.events.apply, parsed)
-        return PlainTextResponse(
-            f"recorded {applied.recorded}, duplicates {applied.duplicates}", 200
-        )
-
-    async def healthz(request: Request) -> Response:
-        await run_in_threadpool(store.subscribers.count)
-        return PlainTextResponse("ok")
-
     routes = [
         Route("/healthz", healthz, name="healthz"),
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
@@ -253,8 +118,194 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
+    app.state.mailer = ServeState(
+        settings=settings,
+        store=store,
+        pages=Pages(settings),
+        unsub=unsubscribe_signer(settings.secret_key),
+        resub=TokenSigner(settings.secret_key, "resubscribe"),
+        confirm=TokenSigner(settings.secret_key, "confirm"),
+        limiter=RateLimit(),
+    )
     app.add_middleware(AccessLog)
     return app
+
+
+def _state(request: Request) -> ServeState:
+    state: ServeState = request.app.state.mailer
+    return state
+
+
+async def _subscriber(
+    request: Request, signer: TokenSigner, count: int
+) -> tuple[Subscriber, tuple[int, ...]] | None:
+    """The living subscriber a link's token names (id and nonce must both match), and the
+    token's numbers; None for anything forged, altered, or belonging to an erased person."""
+    ids = signer.unsign(request.path_params["token"], count)
+    if ids is None:
+        return None
+    s = await run_in_threadpool(_state(request).store.subscribers.by_token, ids[0], ids[1])
+    return (s, ids) if s is not None else None
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    st = _state(request)
+    found = await _subscriber(request, st.unsub, 3)
+    if found is None:
+        return st.pages.not_found()
+    s, _ = found
+    if s.status in SUPPRESSED:
+        return _unsubscribed(st, s)
+    return st.pages.render(
+        "Unsubscribe?",
+        [f"Stop sending {st.settings.display_name} to {addresses.mask(s.email)}?"],
+        Form(request.url.path, "Unsubscribe", hidden=[("List-Unsubscribe", "One-Click")]),
+    )
+
+
+def _unsubscribed(st: ServeState, s: Subscriber) -> Response:
+    return st.pages.render(
+        "You are unsubscribed",
+        [f"{addresses.mask(s.email)} will get no more email from {st.settings.display_name}."],
+        Form(f"/resubscribe/{st.resub.sign(s.id, s.nonce)}", "Subscribe again", style="secondary"),
+    )
+
+
+async def unsubscribe(request: Request) -> Response:
+    """RFC 8058 one-click: acts at once, answers 2xx, idempotent."""
+    st = _state(request)
+    form = await read_form(request)
+    if form is None or form.get("List-Unsubscribe") != "One-Click":
+        return PlainTextResponse("Expected the form field List-Unsubscribe=One-Click.", 400)
+    found = await _subscriber(request, st.unsub, 3)
+    if found is None:
+        return st.pages.not_found()
+    s, (_, _, ref) = found
+    await run_in_threadpool(st.store.events.one_click_unsubscribe, s.id, ref)
+    return _unsubscribed(st, s)
+
+
+async def resubscribe(request: Request) -> Response:
+    """Coming back takes a fresh double opt-in: the button sends a confirmation email."""
+    st = _state(request)
+    found = await _subscriber(request, st.resub, 2)
+    if found is None:
+        return st.pages.not_found()
+    s, _ = found
+    if s.status == SubscriberStatus.ACTIVE:
+        return _subscribed(st, s, "You are subscribed")
+    await run_in_threadpool(_send_confirmation, st, s)
+    return _check_inbox(st, s.email)
+
+
+async def subscribe_page(request: Request) -> Response:
+    st = _state(request)
+    return st.pages.render(
+        f"Subscribe to {st.settings.display_name}",
+        ["We will send you an email to confirm."],
+        Form(
+            "/subscribe",
+            "Subscribe",
+            fields=[("email", "Email address", "email"), ("name", "Name (optional)", "text")],
+        ),
+    )
+
+
+async def subscribe(request: Request) -> Response:
+    st = _state(request)
+    form = await read_form(request)
+    if form is None or not form.get("email"):
+        return st.pages.render("Subscribe", ["Please give an email address."], status=400)
+    ip, ua = _client(request)
+    if not st.limiter.allow(ip or "?"):
+        return st.pages.render(
+            "Slow down", ["Too many attempts; try again in a minute."], status=429
+        )
+    try:
+        email = addresses.normalize(form["email"])
+    except addresses.InvalidAddress as e:
+        return st.pages.render("Subscribe", [f"That address does not look right: {e}"], status=400)
+    await run_in_threadpool(_start_opt_in, st, email, form.get("name", ""), ip, ua)
+    # The same answer whether the address was new, pending, subscribed or suppressed.
+    return _check_inbox(st, email)
+
+
+def _check_inbox(st: ServeState, email: str) -> Response:
+    return st.pages.render(
+        "Check your inbox",
+        [f"If {addresses.mask(email)} can subscribe, a confirmation email is on its way."],
+    )
+
+
+def _subscribed(st: ServeState, s: Subscriber, title: str) -> Response:
+    return st.pages.render(title, [f"{addresses.mask(s.email)} gets {st.settings.display_name}."])
+
+
+async def confirm_page(request: Request) -> Response:
+    st = _state(request)
+    found = await _subscriber(request, st.confirm, 3)
+    if found is None:
+        return st.pages.not_found()
+    s, _ = found
+    return st.pages.render(
+        "Confirm your subscription",
+        [f"Subscribe {addresses.mask(s.email)} to {st.settings.display_name}?"],
+        Form(request.url.path, "Confirm"),
+    )
+
+
+async def confirm_post(request: Request) -> Response:
+    st = _state(request)
+    found = await _subscriber(request, st.confirm, 3)
+    if found is None:
+        return st.pages.not_found()
+    s, (sid, nonce, confirm_nonce) = found
+    ip, ua = _client(request)
+    result = await run_in_threadpool(
+        st.store.subscribers.confirm, sid, nonce, confirm_nonce, ip, ua
+    )
+    if result is Confirmed.CONFIRMED:
+        return _subscribed(st, s, "You are subscribed")
+    if result is Confirmed.ALREADY:
+        return _subscribed(st, s, "You are already subscribed")
+    return st.pages.render(
+        "This link has expired",
+        [
+            "This confirmation link was used already, or a newer one was sent.",
+            "To subscribe, use the newest email, or sign up again.",
+        ],
+        status=410,
+    )
+
+
+async def sendgrid_webhook(request: Request) -> Response:
+    st = _state(request)
+    key = st.settings.sendgrid_webhook_public_key
+    if not key:
+        return PlainTextResponse("webhook not configured: set sendgrid_webhook_public_key", 403)
+    try:
+        body = await read_body(request, WEBHOOK_LIMIT)
+    except TooLarge:
+        return PlainTextResponse("body too large", 413)
+    sig = request.headers.get(sendgrid_events.SIGNATURE_HEADER)
+    ts = request.headers.get(sendgrid_events.TIMESTAMP_HEADER)
+    if not sig or not ts:
+        return PlainTextResponse("missing signature", 401)
+    try:
+        sendgrid_events.verify(key, sig, ts, body)
+    except sendgrid_events.BadSignature:
+        return PlainTextResponse("signature not valid", 403)
+    try:
+        parsed = sendgrid_events.parse(body)
+    except sendgrid_events.BadPayload as e:
+        return PlainTextResponse(str(e), 400)
+    applied = await run_in_threadpool(st.store.events.apply, parsed)
+    return PlainTextResponse(f"recorded {applied.recorded}, duplicates {applied.duplicates}", 200)
+
+
+async def healthz(request: Request) -> Response:
+    await run_in_threadpool(_state(request).store.subscribers.count)
+    return PlainTextResponse("ok")
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:
@@ -262,18 +313,8 @@ def _client(request: Request) -> tuple[str | None, str | None]:
     return ip, (request.headers.get("user-agent") or "")[:400] or None
 
 
-def _start_opt_in(
-    settings: Settings,
-    store: Store,
-    signer: TokenSigner,
-    email: str,
-    name: str,
-    ip: str | None,
-    ua: str | None,
-) -> None:
-    from mailer.delivery.confirm import send_confirmation
-
-    s, _created = store.subscribers.add(
+def _start_opt_in(st: ServeState, email: str, name: str, ip: str | None, ua: str | None) -> None:
+    s, _created = st.store.subscribers.add(
         email,
         name,
         status=SubscriberStatus.PENDING,
@@ -282,10 +323,22 @@ def _start_opt_in(
         user_agent=ua,
         allow_erased=True,
     )
-    if s.status != SubscriberStatus.PENDING:
-        return  # already active or suppressed: nothing to send, nothing to reveal
-    url = f"{settings.base_url.rstrip('/')}/confirm/{signer.sign(s.id, 0)}"
-    send_confirmation(settings, s.id, s.email, s.name, url)
+    # A new sign-up or someone who unsubscribed may (re)confirm; an active address has
+    # nothing to confirm, and a bounced or complained one comes back only from a link
+    # in their own mail (the unsubscribe page's button).
+    if s.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
+        _send_confirmation(st, s)
+
+
+def _send_confirmation(st: ServeState, s: Subscriber) -> None:
+    from mailer.delivery.confirm import send_confirmation
+
+    confirm_nonce = st.store.subscribers.request_confirmation(s.id)
+    if confirm_nonce is None:
+        return  # active meanwhile: nothing to confirm
+    token = st.confirm.sign(s.id, s.nonce, confirm_nonce)
+    url = f"{st.settings.base_url.rstrip('/')}/confirm/{token}"
+    send_confirmation(st.settings, s.email, s.name, url)
 
 
 class AccessLog:

@@ -1,0 +1,110 @@
+"""The mailing: one issue (or one ad-hoc mail) as providers see it, built from a Snapshot.
+
+It implements `models.Mailing`. Everything the same for all recipients is prepared
+once here; a recipient then costs a token signature, one string join per part and one
+encoding pass. A ledger send reads the snapshot the ledger pinned, never the file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from mailer.config import Settings
+from mailer.content.placeholders import Compiled, both_values
+from mailer.content.render import RenderedIssue
+from mailer.delivery.message import MessageFactory, address, list_headers
+from mailer.models import Recipient, Snapshot
+from mailer.text import clean_text
+from mailer.tokens import TokenSigner, unsubscribe_signer, unsubscribe_url
+
+PREVIEW_SECRET = "preview-only-not-a-real-secret"
+
+
+def snapshot_of(settings: Settings, rendered: RenderedIssue) -> Snapshot:
+    """What the ledger pins for an issue: subject, preheader, both templates, headers."""
+    issue = rendered.issue
+    return Snapshot(
+        subject=issue.subject,
+        preheader=issue.preheader,
+        html=rendered.html.template,
+        text=rendered.text.template,
+        headers={"List-Id": f"{settings.display_name} <{settings.effective_list_id}>"},
+        source=settings.relative(issue.source),
+    )
+
+
+class IssueMailing:
+    def __init__(
+        self,
+        settings: Settings,
+        snapshot: Snapshot,
+        *,
+        slug: str,
+        issue_id: int,
+        ref: int,
+        message_nonce: str | None = None,
+        version: int = 1,
+        adhoc: bool = False,
+    ) -> None:
+        self.slug = slug
+        self.issue_id = issue_id
+        self.ref = ref
+        self.version = version
+        self.adhoc = adhoc
+        self.snapshot = snapshot
+        self.subject = snapshot.subject
+        self.from_email = settings.from_email
+        self.from_name = settings.from_name
+        self.reply_to = settings.reply_to
+        self.domain = settings.from_email.rpartition("@")[2] or "localhost"
+        self.issue_headers: Mapping[str, str] = dict(snapshot.headers)
+        self.html = Compiled.of(snapshot.html)
+        self.text = Compiled.of(snapshot.text)
+        self.html_fields = frozenset(self.html.fields)
+        self.text_fields = frozenset(self.text.fields)
+        # A ledger send's nonce is stored with the issue, so a deliberate resend keeps a
+        # recipient's Message-ID; an ad-hoc mail gets a fresh one every time.
+        self.nonce = message_nonce or secrets.token_hex(8)
+        self.base_url = settings.base_url or "https://example.invalid"
+        self.signer: TokenSigner = unsubscribe_signer(settings.secret_key or PREVIEW_SECRET)
+        self.factory = MessageFactory(
+            sender=address(settings.from_name, settings.from_email),
+            reply_to=settings.reply_to,
+            subject=snapshot.subject,
+            issue_headers=dict(snapshot.headers),
+            seed=f"{slug}.{self.nonce}",
+            text_sample=snapshot.text,
+            html_sample=snapshot.html,
+        )
+
+    def html_template(self, keys: Mapping[str, str]) -> str:
+        return self.html.fill(keys)
+
+    def text_template(self, keys: Mapping[str, str]) -> str:
+        return self.text.fill(keys)
+
+    def unsubscribe_url(self, r: Recipient) -> str:
+        return unsubscribe_url(self.base_url, self.signer, r, self.ref)
+
+    def values(self, r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
+        return both_values(self.unsubscribe_url(r), r.email, r.name)
+
+    def list_headers(self, unsubscribe_url: str) -> dict[str, str]:
+        return list_headers(unsubscribe_url)
+
+    def message_id(self, r: Recipient) -> str:
+        who = f"{r.key:x}" if r.key >= 0 else f"t{-r.key:x}"
+        return f"<{self.nonce}.{who}@{self.domain}>"
+
+    def parts(self, r: Recipient) -> tuple[str, str, str]:
+        """(html, text, unsubscribe URL) for one recipient."""
+        url = self.unsubscribe_url(r)
+        html_values, text_values = both_values(url, r.email, r.name)
+        return self.html.fill(html_values), self.text.fill(text_values), url
+
+    def message(self, r: Recipient) -> bytes:
+        html, text, url = self.parts(r)
+        return self.factory.build(
+            address(clean_text(r.name), r.email), self.message_id(r), list_headers(url), html, text
+        )
