@@ -115,6 +115,9 @@ class SendGridState:
         self.stall_seconds = 3.0
         self.suppressions: dict[str, list[dict[str, Any]]] = {}
         self.latency = 0.0  # seconds before answering an accepted request
+        # When set, the first requests wait here until this many are in flight at once:
+        # a test can prove that two clients really sent side by side.
+        self.rendezvous: threading.Barrier | None = None
 
     def next_answer(self) -> str:
         with self.lock:
@@ -194,6 +197,12 @@ def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
                 return
             if not self._authorized():
                 return
+            if state.rendezvous is not None:
+                try:
+                    state.rendezvous.wait(timeout=60)
+                except threading.BrokenBarrierError:
+                    pass
+                state.rendezvous = None
             answer = state.next_answer()
             if answer == "close":
                 self._accept(raw)  # it took the request, then never answered

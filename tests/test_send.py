@@ -383,9 +383,12 @@ def test_two_senders_share_one_issue(project: Path, run: Cli, sendgrid: SendGrid
             "sendgrid_api_key": sendgrid.state.api_key,
             "sendgrid_api_host": sendgrid.url,
             "batch_size": 20,
-            "concurrency": 2,
+            "concurrency": 1,
         },
     )
+    # Each sender has one connection; the server holds the first request until a second
+    # arrives, which can only come from the other sender: both really send, however slow.
+    sendgrid.state.rendezvous = threading.Barrier(2)
     plan = core.plan(settings, project / ISSUE)
     assert plan.snapshot is not None
     with open_store(settings) as store:
