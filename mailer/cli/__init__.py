@@ -52,11 +52,15 @@ class Obj:
 pass_obj: Callable[..., Any] = click.make_pass_decorator(Obj)
 
 
+def interactive() -> bool:
+    return sys.stdin.isatty()
+
+
 def confirm_or_refuse(question: str, yes: bool, what: str) -> None:
     """Every destructive command: ask on a terminal, refuse without one unless --yes."""
     if yes:
         return
-    if not sys.stdin.isatty():
+    if not interactive():
         raise click.ClickException(f"refusing to {what} without confirmation: pass --yes")
     click.confirm(question, abort=True)
 

@@ -39,7 +39,7 @@ def upgrade() -> None:
         else "('x' || substr(md5(random()::text || id::text), 1, 15))::bit(60)::bigint"
     )
     op.execute(f"UPDATE subscribers SET nonce = {random}")
-    with op.batch_alter_table("subscribers") as b:
+    with op.batch_alter_table("subscribers", recreate=recreate, table_kwargs=table_kwargs) as b:
         b.alter_column("nonce", existing_type=sa.BigInteger, nullable=False)
 
     with op.batch_alter_table("issues", recreate=recreate, table_kwargs=table_kwargs) as b:
