@@ -6,6 +6,7 @@ Both listen on 127.0.0.1 on a free port and record what they received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import json
@@ -198,10 +199,8 @@ def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
             if not self._authorized():
                 return
             if state.rendezvous is not None:
-                try:
+                with contextlib.suppress(threading.BrokenBarrierError):
                     state.rendezvous.wait(timeout=60)
-                except threading.BrokenBarrierError:
-                    pass
                 state.rendezvous = None
             answer = state.next_answer()
             if answer == "close":
