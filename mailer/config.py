@@ -5,12 +5,16 @@ command-line option > environment variable MAILER_<KEY> > mailer.toml > default.
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mailer.errors import ConfigError
 
@@ -98,17 +102,28 @@ def env_name(key: str) -> str:
 
 
 def _coerce(key: str, raw: Any, kind: type, source: str) -> Any:
+    def bad() -> ConfigError:
+        what = "a whole number" if kind is int else "a number" if kind is float else "text"
+        return ConfigError(
+            f"setting {key} from {source} must be {what}, got {str(raw)[:60]!r}; "
+            f"e.g. {key} = {EXAMPLES.get(key, '...')}"
+        )
+
+    if isinstance(raw, bool) or (kind is str and not isinstance(raw, str | int | float)):
+        raise bad()
     try:
         if kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise bad()
             value: Any = int(raw)
         elif kind is float:
             value = float(raw) if raw not in ("", "unlimited", None) else 0.0
+            if not math.isfinite(value):
+                raise bad()
         else:
             value = str(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"setting {key} from {source} must be a {kind.__name__}, got {raw!r}"
-        ) from None
+    except (TypeError, ValueError, OverflowError):
+        raise bad() from None
     return value
 
 
@@ -123,6 +138,10 @@ def read_toml(project: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: not valid TOML ({e}); fix the file or run 'mailer init'"
         ) from None
+    except OSError as e:
+        raise ConfigError(
+            f"{path}: cannot read it ({e.strerror}); it must be a file of settings"
+        ) from None
 
 
 def load_settings(
@@ -134,26 +153,153 @@ def load_settings(
     env = os.environ if environ is None else environ
     toml = read_toml(project)
     known = {f.name: f for f in fields(Settings) if f.name != "project"}
-    unknown = sorted(set(toml) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{project / CONFIG_FILE}: unknown setting {unknown[0]!r}; "
-            f"known settings are listed in README.md"
-        )
+    for where, keys in ((str(project / CONFIG_FILE), toml), ("--set", overrides or {})):
+        unknown = sorted(set(keys) - set(known))
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else "known settings are in README.md"
+            raise ConfigError(f"{where}: unknown setting {unknown[0]!r}; {hint}")
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for key, f in known.items():
         kind = type(f.default)
         if overrides and overrides.get(key) is not None:
-            values[key] = _coerce(key, overrides[key], kind, "the command line")
+            raw, source = overrides[key], "the command line"
         elif env_name(key) in env:
-            values[key] = _coerce(key, env[env_name(key)], kind, env_name(key))
+            raw, source = env[env_name(key)], env_name(key)
         elif key in EXTRA_ENV and EXTRA_ENV[key] in env:
-            values[key] = _coerce(key, env[EXTRA_ENV[key]], kind, EXTRA_ENV[key])
+            raw, source = env[EXTRA_ENV[key]], EXTRA_ENV[key]
         elif key in toml:
-            values[key] = _coerce(key, toml[key], kind, CONFIG_FILE)
+            raw, source = toml[key], CONFIG_FILE
+        else:
+            continue
+        values[key] = _coerce(key, raw, kind, source)
+        sources[key] = source
+    for key, value in list(values.items()):
+        rule = RULES.get(key)
+        if rule is not None:
+            try:
+                values[key] = rule(value)
+            except ValueError as e:
+                raise ConfigError(
+                    f"setting {key} from {sources[key]} {e}; e.g. {key} = {EXAMPLES[key]}"
+                ) from None
     settings = Settings(project=project, **values)
     _validate(settings)
     return settings
+
+
+# -- one rule per setting: check once, at load, and return the normal form --------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("contains a line break or control character")
+    return value
+
+
+def _address(value: str) -> str:
+    from mailer import addresses
+
+    if not value:
+        return value
+    try:
+        return addresses.normalize(_one_line(value))
+    except addresses.InvalidAddress as e:
+        raise ValueError(f"is not one email address ({e})") from None
+
+
+def _url(value: str) -> str:
+    """An absolute http(s) URL without credentials, query or fragment; an IDN host becomes
+    its ASCII (punycode) form, since it goes into mail headers."""
+    if not value:
+        return value
+    _one_line(value)
+    if any(c.isspace() for c in value):
+        raise ValueError("contains spaces")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not carry a user, a query or a fragment")
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+        port = parts.port
+    except (UnicodeError, ValueError):
+        raise ValueError("has a host or port that cannot be used") from None
+    netloc = host if port is None else f"{host}:{port}"
+    if not parts.path.isascii():
+        raise ValueError("must be ASCII after the host (percent-encode the path)")
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _secret(value: str) -> str:
+    if value and len(value) < 16:
+        raise ValueError("is too short to sign links safely (at least 16 characters)")
+    return value
+
+
+def _between(low: float, high: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return check
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _language(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
+        raise ValueError("must be a language tag")
+    return value
+
+
+RULES: dict[str, Callable[[Any], Any]] = {
+    "from_email": _address,
+    "reply_to": _address,
+    "from_name": _one_line,
+    "newsletter_name": _one_line,
+    "list_id": lambda v: _one_line(v) if v.isascii() else _fail("must be ASCII"),
+    "base_url": _url,
+    "sendgrid_api_host": _url,
+    "secret_key": _secret,
+    "language": _language,
+    "smtp_port": _between(1, 65535),
+    "smtp_timeout": _positive,
+    "sendgrid_timeout": _positive,
+    "batch_size": _between(1, 1_000_000),
+    "concurrency": _between(1, 256),
+    "rate_limit": _between(0, 1_000_000),
+}
+EXAMPLES = {
+    "from_email": '"news@example.com"',
+    "reply_to": '"editor@example.com"',
+    "from_name": '"My Newsletter"',
+    "newsletter_name": '"My Newsletter"',
+    "list_id": '"news.example.com"',
+    "base_url": '"https://news.example.com"',
+    "sendgrid_api_host": '"https://api.sendgrid.com"',
+    "secret_key": '"' + "x" * 8 + '..." (mailer init writes a random one)',
+    "language": '"zh-CN"',
+    "smtp_port": "587",
+    "smtp_timeout": "30",
+    "sendgrid_timeout": "30",
+    "batch_size": "1000",
+    "concurrency": "4",
+    "rate_limit": "14",
+}
+
+
+def _fail(reason: str) -> Any:
+    raise ValueError(reason)
 
 
 def _validate(s: Settings) -> None:
@@ -164,12 +310,32 @@ def _validate(s: Settings) -> None:
         )
     if s.smtp_security not in ("starttls", "ssl", "none"):
         raise ConfigError(f"smtp_security must be starttls, ssl or none, got {s.smtp_security!r}")
-    for key in ("batch_size", "concurrency"):
-        if getattr(s, key) < 1:
-            raise ConfigError(f"{key} must be at least 1: fix {env_name(key)} or {key}")
     if s.batch_size > 1000 and s.provider == "sendgrid":
         raise ConfigError(
             "batch_size can be at most 1000 with SendGrid (its personalization limit)"
         )
-    if s.rate_limit < 0:
-        raise ConfigError("rate_limit must be 0 (unlimited) or a positive number of messages/s")
+
+
+def local_base_url(base_url: str) -> bool:
+    """http:// on this machine: fine for the outbox and test copies, never for a real list."""
+    parts = urlsplit(base_url)
+    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+
+
+def check_base_url(s: Settings, test: bool = False) -> str | None:
+    """Refuse a base_url the mail cannot use; return a warning for a local one, else None.
+
+    RFC 8058 one-click needs https (and Gmail's unsubscribe button with it); a local
+    http:// URL is allowed for test copies and the outbox.
+    """
+    if s.base_url.startswith("https://"):
+        return None
+    if local_base_url(s.base_url) and (test or s.provider == "outbox"):
+        return (
+            f"base_url {s.base_url} only works on this machine; set an https:// base_url "
+            "before sending through smtp or sendgrid"
+        )
+    raise ConfigError(
+        f"base_url {s.base_url!r} is not https://: unsubscribe links (RFC 8058) need it; "
+        f'set base_url = "https://news.example.com" (the public URL of mailer serve)'
+    )

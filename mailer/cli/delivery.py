@@ -60,7 +60,9 @@ def send(
 
     settings = obj.settings()
     if tests:
-        result = core.send_test(settings, Path(issue), list(tests))
+        result, warnings = core.send_test(settings, Path(issue), list(tests))
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"sent {len(result.sent)} test message(s) via {settings.provider}")
         for address, reason in result.failed.items():
             click.echo(f"not sent to {address}: {reason}", err=True)

@@ -52,3 +52,21 @@ def size_warnings(html_bytes: int) -> list[str]:
     if html_bytes > WARN_BYTES:
         return [f"HTML is {html_bytes / 1024:.1f} KB: close to Gmail's 102 KB clipping limit"]
     return []
+
+
+def footer_problems(html: str, text: str, postal_address: str, unsubscribe_token: str) -> list[str]:
+    """What the law and the mailbox providers require in every message, checked in the
+    rendered parts: an unsubscribe link and the sender's postal address (CAN-SPAM, GDPR).
+    A template edit that lost either must not go out to a list."""
+    import html as html_lib
+
+    problems = []
+    for part, body, postal in (
+        ("HTML", html, html_lib.escape(postal_address, quote=False)),
+        ("text", text, postal_address),
+    ):
+        if unsubscribe_token not in body:
+            problems.append(f"the {part} part has no {{{{ unsubscribe_url }}}} link")
+        if postal_address and postal not in body and postal_address not in body:
+            problems.append(f"the {part} part does not show the postal_address")
+    return problems

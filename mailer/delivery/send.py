@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from mailer import addresses
-from mailer.config import Settings
+from mailer.config import Settings, check_base_url
 from mailer.content import checks
 from mailer.content.issue import SLUG, load_issue
+from mailer.content.placeholders import TOKENS
 from mailer.content.render import RenderedIssue, Renderer
 from mailer.delivery.adhoc import AdhocResult, send_adhoc
 from mailer.delivery.engine import Progress, RunResult, Sender
@@ -57,6 +58,16 @@ class Plan:
 def prepare(settings: Settings, path: Path) -> RenderedIssue:
     settings.require(*REQUIRED)
     rendered = Renderer(settings).render(load_issue(path))
+    problems = checks.footer_problems(
+        rendered.html.template,
+        rendered.text.template,
+        settings.postal_address,
+        TOKENS["unsubscribe_url"],
+    )
+    if problems:
+        raise InputError(
+            f"{path}: {problems[0]}; restore it in templates/ (see 'mailer init') before sending"
+        )
     size = len(rendered.html.template.encode("utf-8"))
     if size > checks.GMAIL_CLIP_BYTES:
         raise SizeError(
@@ -75,10 +86,13 @@ def plan(
     """Read the issue (its file, or the ledger's pin for a slug) and the ledger; write nothing."""
     settings.require(*REQUIRED)
     snapshot, slug, warnings = None, str(target), []
+    local = check_base_url(settings)
     if _is_file(target):
         rendered = prepare(settings, Path(target))
         snapshot, slug = snapshot_of(settings, rendered), rendered.issue.slug
         warnings = list(rendered.warnings)
+    if local:
+        warnings.append(local)
     elif not SLUG.fullmatch(slug):
         raise InputError(f"{target}: no such issue file or slug; check the path")
     with open_store(settings) as store:
@@ -137,8 +151,10 @@ def mailing_for(settings: Settings, pinned: Pinned) -> IssueMailing:
     )
 
 
-def send_test(settings: Settings, path: Path, emails: list[str]) -> AdhocResult:
-    """[TEST] copies to the given addresses only, outside the ledger."""
+def send_test(settings: Settings, path: Path, emails: list[str]) -> tuple[AdhocResult, list[str]]:
+    """[TEST] copies to the given addresses only, outside the ledger; and warnings."""
+    settings.require(*REQUIRED)
+    local = check_base_url(settings, test=True)
     rendered = prepare(settings, path)
     issue = dataclasses.replace(rendered.issue, subject=f"[TEST] {rendered.issue.subject}")
     people = []
@@ -147,7 +163,8 @@ def send_test(settings: Settings, path: Path, emails: list[str]) -> AdhocResult:
             people.append((addresses.normalize(raw), ""))
         except addresses.InvalidAddress as e:
             raise InputError(f"--test {raw!r}: {e}") from None
-    return send_adhoc(settings, dataclasses.replace(rendered, issue=issue), people)
+    result = send_adhoc(settings, dataclasses.replace(rendered, issue=issue), people)
+    return result, [*rendered.warnings, *([local] if local else [])]
 
 
 def status(settings: Settings, slug_or_path: str) -> dict[str, Any]:
