@@ -27,7 +27,21 @@ class MailerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MailerError as e:
-            raise click.ClickException(str(e)) from None
+            from mailer.text import safe
+
+            # An error may quote a file's bytes or a setting: shown, never interpreted.
+            raise click.ClickException(safe(str(e))) from None
+        except Exception as e:
+            if type(e).__module__.startswith("sqlalchemy"):
+                # A database that failed mid-command (server gone, disk full): one line,
+                # without SQL or its parameters; each write was one transaction.
+                orig = getattr(e, "orig", None) or e
+                reason = str(orig).strip().splitlines()[0][:300] if str(orig).strip() else ""
+                raise click.ClickException(
+                    f"the database failed: {type(orig).__name__}: {reason}; nothing was "
+                    "half-written, run the command again when the database is back"
+                ) from None
+            raise
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from mailer.cli import EXIT_ERROR, EXIT_PARTIAL, Obj, cli, confirm_or_refuse, pass_obj
+from mailer.text import safe
 
 
 @cli.command()
@@ -65,7 +66,7 @@ def send(
             click.echo(f"warning: {warning}", err=True)
         click.echo(f"sent {len(result.sent)} test message(s) via {settings.provider}")
         for address, reason in result.failed.items():
-            click.echo(f"not sent to {address}: {reason}", err=True)
+            click.echo(f"not sent to {address}: {safe(reason)}", err=True)
         sys.exit(EXIT_PARTIAL if result.failed else 0)
     if retry_ambiguous and retry_failed:
         raise click.UsageError("use --retry-ambiguous or --retry-failed, one at a time")
@@ -84,7 +85,7 @@ def send(
         return
     _say_version(plan)
     verb = "resume" if plan.pinned is not None else "send"
-    click.echo(f"{verb} {plan.slug!r}: {plan.subject}")
+    click.echo(f"{verb} {plan.slug!r}: {safe(plan.subject)}")
     click.echo(f"  {plan.recipients} recipients via {settings.provider}")
     if dry_run:
         click.echo("dry run: nothing sent, nothing recorded")
@@ -188,7 +189,7 @@ def status(obj: Obj, issue: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
         return
-    click.echo(f"{report['slug']}: {report['subject']}")
+    click.echo(f"{report['slug']}: {safe(report['subject'])}")
     for key in ("recipients", "sent", "pending", "failed", "ambiguous", "skipped"):
         click.echo(f"  {key:<10} {report[key]}")
     if len(report["versions"]) > 1:
@@ -196,7 +197,7 @@ def status(obj: Obj, issue: str, as_json: bool) -> None:
             click.echo(f"  version {v['version']} ({v['content_hash']}): sent to {v['sent']}")
     for label, key in (("ambiguous", "ambiguous_recipients"), ("failed", "failed_recipients")):
         for r in report[key]:
-            click.echo(f"  {label}: batch {r['batch_seq']} {r['email']}: {r['error'] or ''}")
+            click.echo(f"  {label}: batch {r['batch_seq']} {r['email']}: {safe(r['error'] or '')}")
     if report["ambiguous"]:
         click.echo("  resend ambiguous ones on purpose with: mailer send ISSUE --retry-ambiguous")
 
@@ -218,7 +219,7 @@ def report(obj: Obj, issue: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(r, ensure_ascii=False, indent=2))
         return
-    click.echo(f"{r['slug']}: {r['subject']}")
+    click.echo(f"{r['slug']}: {safe(r['subject'])}")
     for key in (
         "recipients",
         "sent",
@@ -231,7 +232,7 @@ def report(obj: Obj, issue: str, as_json: bool) -> None:
     ):
         click.echo(f"  {key:<13} {r[key]}")
     for link in r["top_links"]:
-        click.echo(f"  {link['clicks']:>6}  {link['url']}")
+        click.echo(f"  {link['clicks']:>6}  {safe(link['url'])}")
 
 
 @cli.group()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mailer.cli import EXIT_ERROR, Obj, cli, confirm_or_refuse, pass_obj
+from mailer.text import safe
 
 STATUS = click.Choice(["active", "pending", "unsubscribed", "bounced", "complained"])
 
@@ -34,21 +35,52 @@ def subscribers() -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option("--allow-erased", is_flag=True, help="Re-add people who asked to be forgotten.")
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every invalid and duplicate row to this CSV (line,problem,detail).",
+)
 @pass_obj
-def import_(obj: Obj, file: Path, dry_run: bool, allow_erased: bool) -> None:
+def import_(
+    obj: Obj, file: Path, dry_run: bool, allow_erased: bool, report_file: Path | None
+) -> None:
     """Import a CSV with an 'email' column (name and other columns optional).
 
-    Never reactivates an unsubscribed, bounced or complained subscriber.
+    Never reactivates an unsubscribed, bounced or complained subscriber. Shows the first
+    20 problem rows; --report FILE lists them all.
 
     \b
     Example:
-      mailer subscribers import subscribers.csv --dry-run
+      mailer subscribers import subscribers.csv --dry-run --report problems.csv
     """
+    import contextlib
+    import csv
+
+    from mailer import files
+    from mailer.errors import InputError
+    from mailer.store.export import neutralize
     from mailer.store.imports import import_csv
 
     if allow_erased:
         click.echo("warning: --allow-erased re-adds people who asked to be forgotten", err=True)
-    r = import_csv(_store(obj).engine, file, dry_run=dry_run, allow_erased=allow_erased)
+    store = _store(obj)
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if report_file is not None:
+            try:
+                out = stack.enter_context(
+                    files.atomic(report_file, "w", encoding="utf-8", newline="")
+                )
+            except OSError as e:
+                raise InputError(f"cannot write {report_file}: {e.strerror or e}") from None
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(["line", "problem", "detail"])
+
+            def sink(line: int, problem: str, detail: str) -> None:
+                writer.writerow([line, problem, neutralize(detail)])
+
+        r = import_csv(store.engine, file, dry_run=dry_run, allow_erased=allow_erased, sink=sink)
     prefix = "would be " if dry_run else ""
     click.echo(
         f"{r.rows} rows: {prefix}added {r.added}, {prefix}updated {r.updated}, "
@@ -60,13 +92,19 @@ def import_(obj: Obj, file: Path, dry_run: bool, allow_erased: bool) -> None:
         )
     if r.erased:
         click.echo(f"skipped {r.erased} erased at their request (--allow-erased to re-add)")
+    shown = 0
     for line, reason in r.invalid_lines:
-        click.echo(f"  line {line}: invalid: {reason}", err=True)
+        if shown < 20:
+            click.echo(f"  line {line}: invalid: {safe(reason)}", err=True)
+            shown += 1
     for line, email in r.duplicate_lines:
-        click.echo(f"  line {line}: duplicate of an earlier row: {email}", err=True)
-    hidden = r.invalid + r.duplicates - len(r.invalid_lines) - len(r.duplicate_lines)
+        if shown < 20:
+            click.echo(f"  line {line}: duplicate of an earlier row: {safe(email)}", err=True)
+            shown += 1
+    hidden = r.invalid + r.duplicates - shown
     if hidden:
-        click.echo(f"  ... and {hidden} more", err=True)
+        where = f"all are in {report_file}" if report_file else "--report FILE lists them all"
+        click.echo(f"  ... and {hidden} more ({where})", err=True)
     if r.imported == 0 and r.invalid and not (r.left_alone or r.erased or r.duplicates):
         click.echo(f"Error: {file}: no valid rows; nothing imported", err=True)
         sys.exit(EXIT_ERROR)
@@ -94,10 +132,14 @@ def export(obj: Obj, output: Path | None, status: str | None) -> None:
     if output is None:
         write_csv(rows, sys.stdout)
         return
-    tmp = output.with_name(f".{output.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        n = write_csv(rows, f)
-    tmp.replace(output)
+    from mailer import files
+    from mailer.errors import InputError
+
+    try:
+        with files.atomic(output, "w", encoding="utf-8", newline="") as f:
+            n = write_csv(rows, f)
+    except OSError as e:
+        raise InputError(f"cannot write {output}: {e.strerror or e}; check the path") from None
     click.echo(f"exported {n} subscribers to {output}", err=True)
 
 
@@ -187,10 +229,13 @@ def list_(obj: Obj, status: str | None, fmt: str) -> None:
 def _table(rows) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("email", "name", "status", "created")
     for s in rows:
-        table.add_row(s.email, s.name, s.status, s.created_at.strftime("%Y-%m-%d"))
+        # Text, not str: a name like "[/evil]" or "[link=...]" is shown, never read as markup.
+        cells = (s.email, s.name, s.status, s.created_at.strftime("%Y-%m-%d"))
+        table.add_row(*(Text(safe(c)) for c in cells))
     Console().print(table)
 
 
@@ -219,14 +264,15 @@ def show(obj: Obj, email: str) -> None:
     """
     store = _store(obj)
     s = store.subscribers.require(email)
-    click.echo(f"email:    {s.email}\nname:     {s.name}\nstatus:   {s.status}")
+    click.echo(f"email:    {safe(s.email)}\nname:     {safe(s.name)}\nstatus:   {s.status}")
     click.echo(f"created:  {s.created_at:%Y-%m-%d %H:%M:%S}")
-    click.echo(f"consent:  {s.consent_source or '-'} at {s.consent_at or '-'}")
+    click.echo(f"consent:  {safe(s.consent_source or '-')} at {s.consent_at or '-'}")
     for key, value in sorted(s.attributes.items()):
-        click.echo(f"{key}: {value}")
+        click.echo(f"{safe(key)}: {safe(value)}")
     for h in store.subscribers.history(s.id):
         click.echo(
-            f"{h['at']:%Y-%m-%d %H:%M:%S}  {h['old_status']} -> {h['new_status']}  ({h['reason']})"
+            f"{h['at']:%Y-%m-%d %H:%M:%S}  {h['old_status']} -> {h['new_status']}  "
+            f"({safe(h['reason'])})"
         )
 
 

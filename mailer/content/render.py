@@ -8,10 +8,11 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from mailer import files
 from mailer.config import Settings
 from mailer.content import checks, markdown, placeholders, templates
 from mailer.content.placeholders import Compiled
-from mailer.errors import TemplateError
+from mailer.errors import InputError, TemplateError
 from mailer.models import Issue
 
 FONT_STACK = (
@@ -128,18 +129,14 @@ def write_build(
     rendered_html: str, rendered_text: str, out_dir: Path, slug: str
 ) -> tuple[Path, Path]:
     """Write both parts atomically: a failed build leaves no half-written files."""
-    import os
-    import tempfile
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = (out_dir / f"{slug}.html", out_dir / f"{slug}.txt")
-    for path, data in zip(paths, (rendered_html, rendered_text), strict=True):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = (out_dir / f"{slug}.html", out_dir / f"{slug}.txt")
+        for path, data in zip(paths, (rendered_html, rendered_text), strict=True):
+            with files.atomic(path, "w", encoding="utf-8", newline="") as f:
                 f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    except OSError as e:
+        raise InputError(
+            f"cannot write the build to {out_dir}: {e.strerror or e}; pick another -o DIR"
+        ) from None
     return paths

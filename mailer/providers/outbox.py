@@ -6,13 +6,12 @@ duplicates; an ad-hoc mail (test copy, confirmation) gets a name of its own ever
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mailer import files
 from mailer.config import Settings
 from mailer.errors import LocalError
 from mailer.models import Mailing, Outcome, Recipient
@@ -42,7 +41,7 @@ class OutboxSession:
             folder.mkdir(parents=True, exist_ok=True)
             for r in group:
                 name = _file_name(mailing, r)
-                _write_atomic(folder / name, mailing.message(r))
+                files.write_bytes(folder / name, mailing.message(r))
                 outcome.sent[r.key] = name
         except OSError as e:
             # Only this machine saw it; files already written are rewritten on resume.
@@ -62,15 +61,3 @@ def _file_name(mailing: Mailing, r: Recipient) -> str:
         mid = mailing.message_id(r).strip("<>").split("@")[0]
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{mid}-{address}.eml"
     return f"{r.key:08d}-{address}.eml"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -17,11 +17,12 @@ HEAD = "0002"  # the newest revision in migrations/versions; tests check it is t
 def create_engine(url: str) -> sa.Engine:
     try:
         if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            # hide_parameters: an error message must never carry subscribers' addresses.
+            engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             _serialize_transactions(engine)
             return engine
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
     except sa.exc.ArgumentError as e:
         raise StoreError(f"database_url {url!r} is not a valid SQLAlchemy URL ({e})") from None
     except ModuleNotFoundError as e:
@@ -72,8 +73,10 @@ def current_revision(engine: sa.Engine) -> str | None:
             if not sa.inspect(conn).has_table("alembic_version"):
                 return None
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
-        raise StoreError(f"cannot open the database: {_reason(e)}") from None
+    except sa.exc.DBAPIError as e:  # unreachable, or a file that is not a database
+        raise StoreError(
+            f"cannot open the database: {_reason(e)}; check database_url"
+        ) from None
 
 
 def upgrade(engine: sa.Engine) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from collections.abc import Iterable
-from typing import TextIO
+from typing import IO
 
 from mailer.store.subscribers import Subscriber
 
@@ -19,6 +20,19 @@ CSV_COLUMNS = [
     "consent_at",
     "attributes",
 ]
+
+
+# A cell a spreadsheet would run as a formula (OWASP's CSV injection rule); imports undo
+# the quote, so an export round-trips.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(cell: str) -> str:
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
+
+
+def unneutralize(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
 def _fields(s: Subscriber) -> dict[str, str]:
@@ -36,21 +50,26 @@ def _fields(s: Subscriber) -> dict[str, str]:
     }
 
 
-def _iso(value: object) -> str:
-    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else ""
+def _iso(value: dt.datetime | None) -> str:
+    """One format with the zone, whichever database: SQLite hands back naive UTC."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
-def write_csv(rows: Iterable[Subscriber], out: TextIO) -> int:
+def write_csv(rows: Iterable[Subscriber], out: IO[str]) -> int:
     writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     n = 0
     for s in rows:
-        writer.writerow(_fields(s))
+        writer.writerow({k: neutralize(v) for k, v in _fields(s).items()})
         n += 1
     return n
 
 
-def write_json(rows: Iterable[Subscriber], out: TextIO) -> int:
+def write_json(rows: Iterable[Subscriber], out: IO[str]) -> int:
     """A JSON array, written element by element."""
     out.write("[")
     n = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,15 @@ import sqlalchemy as sa
 from mailer import addresses
 from mailer.errors import InputError
 from mailer.models import SUPPRESSED, Actor, SubscriberStatus, may_change
-from mailer.store.export import CSV_COLUMNS
+from mailer.store.export import CSV_COLUMNS, unneutralize
 from mailer.store.schema import subscribers
 from mailer.store.subscribers import change_status, clean_name, new_nonce, now
 
 CHUNK = 5000
 _chunk = sa.table("import_chunk", sa.column("k"), sa.column("h"))
-DETAILS_MAX = 1000  # invalid/duplicate lines listed in the report; the rest are counted
+DETAILS_MAX = 20  # problem lines kept for the summary; all go to `ImportReport.sink`
 FIELD_MAX = 1 << 20  # a single CSV field larger than 1 MiB is refused, not loaded
+PARSE_MAX = (1 << 31) - 1
 STATUSES = {s.value for s in SubscriberStatus}
 
 
@@ -38,16 +39,22 @@ class ImportReport:
     duplicates: int = 0
     invalid_lines: list[tuple[int, str]] = field(default_factory=list)
     duplicate_lines: list[tuple[int, str]] = field(default_factory=list)
+    # Every problem row, as (line, "invalid" | "duplicate", detail): --report writes them.
+    sink: Callable[[int, str, str], None] | None = None
 
     def reject(self, line: int, reason: str) -> None:
         self.invalid += 1
         if len(self.invalid_lines) < DETAILS_MAX:
             self.invalid_lines.append((line, reason))
+        if self.sink is not None:
+            self.sink(line, "invalid", reason)
 
     def duplicate(self, line: int, email: str) -> None:
         self.duplicates += 1
         if len(self.duplicate_lines) < DETAILS_MAX:
             self.duplicate_lines.append((line, email))
+        if self.sink is not None:
+            self.sink(line, "duplicate", email)
 
     @property
     def imported(self) -> int:
@@ -64,8 +71,24 @@ class Row:
     attributes: dict[str, str]
 
 
+BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32LE"),
+    (codecs.BOM_UTF32_BE, "UTF-32BE"),
+    (codecs.BOM_UTF16_LE, "UTF-16LE"),
+    (codecs.BOM_UTF16_BE, "UTF-16BE"),
+)
+
+
 def check_utf8(path: Path) -> None:
     """Refuse a file that is not UTF-8 before anything is written, naming a likely encoding."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    for bom, name in BOMS:  # UTF-32LE first: its BOM begins with UTF-16LE's
+        if head.startswith(bom):
+            raise InputError(
+                f"{path}: is {name} (it starts with a {name[:6]} byte-order mark); convert it "
+                f"with iconv -f {name[:6]} -t UTF-8 {path.name} > utf8.csv"
+            )
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with path.open("rb") as f:
@@ -98,8 +121,13 @@ def _guess_encoding(path: Path) -> str:
 
 
 def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
-    """Parse and validate rows one at a time; bad rows go to the report, not the caller."""
-    csv.field_size_limit(FIELD_MAX)
+    """Parse and validate rows one at a time; bad rows go to the report, not the caller.
+
+    The parser's own field limit is set far above FIELD_MAX: hitting it leaves the csv
+    module in the middle of a quoted field, reading the rest of the file out of step.
+    A row with a field over FIELD_MAX is refused after it was parsed whole.
+    """
+    csv.field_size_limit(PARSE_MAX)
     with path.open("r", encoding="utf-8-sig", newline="") as f:
         sample = f.read(1 << 16)
         f.seek(0)
@@ -169,6 +197,10 @@ def _row(
     if len(values) > len(header):
         report.reject(line, f"{len(values)} fields but the header has {len(header)}")
         return None
+    if any(len(v) > FIELD_MAX for v in values):
+        report.reject(line, f"a field is over {FIELD_MAX >> 20} MiB")
+        return None
+    values = [unneutralize(v) if v.startswith("'") else v for v in values]
     raw = values[email_at] if email_at < len(values) else ""
     if not raw.strip():
         report.reject(line, "no email address")
@@ -217,13 +249,14 @@ def import_csv(
     dry_run: bool = False,
     allow_erased: bool = False,
     chunk_size: int = CHUNK,
+    sink: Callable[[int, str, str], None] | None = None,
 ) -> ImportReport:
     if not path.exists():
         raise InputError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a CSV file")
     check_utf8(path)
-    report = ImportReport()
+    report = ImportReport(sink=sink)
     source = f"import:{path.name}"[:200]
     with engine.connect() as conn:
         # Keys seen earlier in this file live in a temporary table, not in memory, so a
@@ -346,7 +379,9 @@ def _apply(
         conn.commit()  # only the import_seen bookkeeping
         return
     if inserts:
-        _insert(conn, inserts)
+        lost = len(inserts) - _insert(conn, inserts)
+        report.added -= lost  # another import or a sign-up added them a moment ago
+        report.unchanged += lost
     if updates:
         conn.execute(
             subscribers.update()
@@ -380,16 +415,20 @@ _SQLITE_INSERT = (
 )
 
 
-def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert a chunk of new subscribers.
+def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert a chunk of new subscribers; returns how many were inserted.
 
     On SQLite the rows go to the driver as plain tuples, values converted once per chunk
     the way SQLAlchemy's types would: its per-row parameter processing was most of an
-    import's time. Elsewhere SQLAlchemy does the work.
+    import's time; SQLite's write lock is held from the lookup on, so nobody else can have
+    added one. On PostgreSQL another import or a sign-up can add an address between the
+    lookup and the insert: those rows are skipped (ON CONFLICT DO NOTHING), not a failure.
     """
     if conn.dialect.name != "sqlite":
-        conn.execute(subscribers.insert(), rows)
-        return
+        from sqlalchemy.dialects.postgresql import insert
+
+        stmt = insert(subscribers).on_conflict_do_nothing(index_elements=["email_key"])
+        return len(conn.execute(stmt.returning(subscribers.c.id), rows).all())
     to_stamp = subscribers.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     dumps = subscribers.c.attributes.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     assert to_stamp is not None and dumps is not None
@@ -412,6 +451,7 @@ def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
             for r in rows
         ],
     )
+    return len(rows)
 
 
 def _new(row: Row, source: str, at: Any) -> dict[str, Any]:
