@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import unicodedata
 from pathlib import Path
 
 from markdown_it.token import Token
@@ -43,9 +44,39 @@ def load_issue(path: Path | str) -> Issue:
     return parse_issue(read_text(path, "issue file"), path)
 
 
+# Line and paragraph separators (and NEL) arrive by copy and paste: they are line breaks.
+_LINE_BREAKS = str.maketrans({"\u2028": "\n", "\u2029": "\n\n", "\x85": "\n"})
+# Any other control character (VT, FF, ESC, NUL...) has no place in an email.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _clean_controls(text: str, path: Path) -> str:
+    text = text.translate(_LINE_BREAKS)
+    m = _CONTROL.search(text)
+    if m:
+        line = text.count("\n", 0, m.start()) + 1
+        code = ord(m.group())
+        name = unicodedata.name(m.group(), "") or _CONTROL_NAMES.get(code, "control character")
+        raise InputError(
+            f"{path}:{line}: contains the control character U+{code:04X} ({name}); remove it"
+        )
+    return text
+
+
+_CONTROL_NAMES = {0: "NUL", 0x0B: "VT", 0x0C: "FF", 0x1B: "ESC", 0x7F: "DEL"}
+
+
 def parse_issue(text: str, path: Path) -> Issue:
+    text = _clean_controls(text, path)
     meta, body = _split_front_matter(text, path)
     tokens = markdown.parse(body)
+    deep = markdown.too_deep(tokens)
+    if deep is not None:
+        offset = text.count("\n", 0, len(text) - len(body))  # lines of front matter
+        raise InputError(
+            f"{path}:{deep + offset}: lists or quotes nest too deep to render (at most 18 "
+            "levels of lists, 37 of quotes); flatten them"
+        )
     subject = str(meta.get("subject") or _first_heading(tokens) or "").strip()
     if not subject:
         raise InputError(
@@ -53,8 +84,12 @@ def parse_issue(text: str, path: Path) -> Issue:
         )
     if "\n" in subject or "\r" in subject:
         raise InputError(f"{path}: the subject must be one line")
+    from mailer.content.placeholders import reject_reserved
+
+    reject_reserved(subject, f"{path}: subject")
     preheader = str(meta.get("preheader") or _first_paragraph(tokens) or "")
     preheader = " ".join(preheader.split())
+    reject_reserved(preheader, f"{path}: preheader")
     if len(preheader) > PREHEADER_MAX:
         preheader = preheader[: PREHEADER_MAX - 1].rstrip() + "…"
     slug = str(meta.get("slug") or _slug_from_stem(path.stem))

@@ -10,17 +10,32 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 
+MAX_NESTING = 40
+
+
 @functools.cache
 def parser() -> MarkdownIt:
     # Raw HTML is off: the plain-text part could not say what it says, and an issue file
     # should not be able to smuggle markup (scripts, hidden text) into a mailing.
-    md = MarkdownIt("commonmark", {"html": False, "typographer": False})
+    # maxNesting: deep enough for any real issue; past it markdown-it drops content
+    # silently, so too_deep() refuses an issue that comes near it.
+    md = MarkdownIt("commonmark", {"html": False, "typographer": False, "maxNesting": MAX_NESTING})
     md.enable(["table", "strikethrough"])
     return md
 
 
 def parse(body: str) -> list[Token]:
     return parser().parse(body)
+
+
+def too_deep(tokens: Sequence[Token]) -> int | None:
+    """The line where blocks nest as deep as the parser goes (past it, content is dropped
+    without a word), or None. A list level costs two, a quote one."""
+    limit = MAX_NESTING - 1
+    for tok in tokens:
+        if tok.level >= limit:
+            return (tok.map[0] + 1) if tok.map else 1
+    return None
 
 
 def to_html(tokens: Sequence[Token]) -> str:

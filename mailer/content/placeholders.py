@@ -67,9 +67,12 @@ def _escape(value: str) -> str:
     return html.escape(value, quote=True) if _SPECIAL.search(value) else value
 
 
+_RESERVED = re.compile(r"__MAILER_[A-Z_]+__")  # placeholders and provider substitution keys
+
+
 def reject_reserved(text: str, source: str) -> None:
     from mailer.errors import InputError
 
-    m = _SPLIT.search(text)
+    m = _RESERVED.search(text)
     if m:
         raise InputError(f"{source}: contains the reserved text {m.group(0)}; remove it")

@@ -74,9 +74,7 @@ def current_revision(engine: sa.Engine) -> str | None:
                 return None
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     except sa.exc.DBAPIError as e:  # unreachable, or a file that is not a database
-        raise StoreError(
-            f"cannot open the database: {_reason(e)}; check database_url"
-        ) from None
+        raise StoreError(f"cannot open the database: {_reason(e)}; check database_url") from None
 
 
 def upgrade(engine: sa.Engine) -> str:
