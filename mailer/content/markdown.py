@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-
 MAX_NESTING = 40
 
 
