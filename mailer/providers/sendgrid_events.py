@@ -10,6 +10,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 import time
 from typing import Any
 
@@ -51,53 +52,127 @@ class BadPayload(Exception):
     pass
 
 
-def verify(
-    public_key_b64: str,
-    signature_b64: str | None,
-    timestamp: str | None,
-    body: bytes,
-    now: float | None = None,
-) -> None:
-    """Raise BadSignature unless SendGrid signed exactly this body within MAX_AGE."""
+class BadKey(ValueError):
+    pass
+
+
+def check_headers(
+    signature_b64: str | None, timestamp: str | None, now: float | None = None
+) -> bytes:
+    """The signature's bytes, if the headers are well-formed and fresh; else BadSignature.
+
+    Checked before the body is read: a request without them costs no 8 MB read.
+    """
+    if not signature_b64 or not timestamp:
+        raise BadSignature("missing signature headers")
+    age = (now or time.time()) - parse_timestamp(timestamp)
+    if age > MAX_AGE or age < -MAX_AGE:
+        raise BadSignature("timestamp outside the allowed window")
+    if len(signature_b64) > 200:
+        raise BadSignature("signature too long")
+    try:
+        return base64.b64decode(signature_b64, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise BadSignature(f"unreadable signature ({e})") from None
+
+
+def verify(key: Any, signature: bytes, timestamp: str, body: bytes) -> None:
+    """Raise BadSignature unless `key` signed exactly timestamp + body."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-    if not signature_b64 or not timestamp:
-        raise BadSignature("missing signature headers")
-    if not timestamp.isdigit():
-        raise BadSignature("bad timestamp")
-    age = (now or time.time()) - int(timestamp)
-    if age > MAX_AGE or age < -MAX_AGE:
-        raise BadSignature("timestamp outside the allowed window")
-    try:
-        key = load_der_public_key(base64.b64decode(public_key_b64))
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (ValueError, binascii.Error) as e:
-        raise BadSignature(f"unreadable key or signature ({e})") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise BadSignature("the configured key is not an EC public key")
     try:
         key.verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise BadSignature("signature does not match") from None
 
 
-def parse(body: bytes) -> list[DeliveryEvent]:
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is true
+
+
+def parse_timestamp(value: str) -> int:
+    """The signature timestamp, strictly: at most 12 ASCII digits, else BadSignature."""
+    if not _TIMESTAMP.fullmatch(value):
+        raise BadSignature("bad timestamp")
+    return int(value)
+
+
+def load_public_key(public_key_b64: str) -> Any:
+    """The configured key as an EC public key; ValueError says what is wrong with it.
+
+    `mailer serve` calls this at start-up: a bad key is one line and an exit, not a
+    server that refuses every genuine event.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     try:
-        data = json.loads(body)
+        key = load_der_public_key(base64.b64decode(public_key_b64, validate=True))
+    except (ValueError, binascii.Error, TypeError) as e:
+        raise BadKey(f"is not a base64 DER public key ({e})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise BadKey("is not an elliptic-curve (ECDSA) public key")
+    return key
+
+
+def parse(body: bytes) -> tuple[list[DeliveryEvent], int]:
+    """(events, rejected): each event is read on its own; one that cannot be understood
+    is counted and skipped, never a reason to refuse the others."""
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError):
         raise BadPayload("body is not JSON") from None
+    except RecursionError:
+        raise BadPayload("body nests too deeply") from None
     if not isinstance(data, list):
         raise BadPayload("expected a JSON array of events")
     if len(data) > MAX_EVENTS:
         raise BadPayload(f"more than {MAX_EVENTS} events")
-    return [event for item in data if (event := _event(item)) is not None]
+    events, rejected = [], 0
+    for item in data:
+        try:
+            event = _event(_clean(item))
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            event = None
+        if event is None:
+            rejected += 1
+        else:
+            events.append(event)
+    return events, rejected
+
+
+def _no_constant(name: str) -> None:
+    return None  # NaN and Infinity: PostgreSQL's JSON has no such values
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """JSON a database can store: no NUL, no lone surrogates, bounded depth."""
+    if depth > 32:
+        raise ValueError("nested too deeply")
+    if isinstance(value, str):
+        if "\x00" in value or not _encodable(value):
+            return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_clean(k, depth): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _event(item: Any) -> DeliveryEvent | None:
     if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+        return None
+    if item.get("sg_event_id") is not None and not isinstance(item["sg_event_id"], str | int):
         return None
     kind = EVENTS.get(item["event"], EventType.UNKNOWN)
     if kind is EventType.BOUNCED and item.get("type") == "blocked":
@@ -132,4 +207,4 @@ def _int(value: Any) -> int | None:
         n = int(str(value))
     except (TypeError, ValueError):
         return None
-    return n if 0 < n < 2**62 else None
+    return n if 0 < n < 2**31 else None  # the ids are 32-bit columns

@@ -25,6 +25,7 @@ class Applied:
     duplicates: int = 0
     suppressed: int = 0
     settled: int = 0  # ambiguous recipients now known to be sent
+    rejected: int = 0  # the database would not store it (each event stands alone)
 
 
 class Events:
@@ -61,7 +62,11 @@ class Events:
         result = Applied()
         with self.engine.begin() as conn:
             for event in batch:
-                self._one(conn, event, source, result)
+                try:
+                    with conn.begin_nested():  # one event's failure undoes only that event
+                        self._one(conn, event, source, result)
+                except (sa.exc.DataError, sa.exc.IntegrityError, ValueError, TypeError):
+                    result.rejected += 1  # the database would not take it: NUL, range...
         return result
 
     def _one(self, conn: sa.Connection, e: DeliveryEvent, source: str, result: Applied) -> None:

@@ -7,8 +7,9 @@ behind one proxy on one PostgreSQL. GET never changes anything; POST acts.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from mailer import addresses
 from mailer.config import Settings
+from mailer.errors import ConfigError
 from mailer.models import SUPPRESSED, SubscriberStatus
 from mailer.providers import sendgrid_events
 from mailer.store import Store
@@ -102,6 +104,7 @@ class ServeState:
     resub: TokenSigner
     confirm: TokenSigner
     limiter: RateLimit
+    webhook_key: Any  # the parsed public key, or None when the webhook is off
 
 
 def create_app(settings: Settings, store: Store) -> Starlette:
@@ -126,9 +129,22 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         resub=TokenSigner(settings.secret_key, "resubscribe"),
         confirm=TokenSigner(settings.secret_key, "confirm"),
         limiter=RateLimit(),
+        webhook_key=_webhook_key(settings),
     )
     app.add_middleware(AccessLog)
     return app
+
+
+def _webhook_key(settings: Settings) -> Any:
+    if not settings.sendgrid_webhook_public_key:
+        return None
+    try:
+        return sendgrid_events.load_public_key(settings.sendgrid_webhook_public_key)
+    except sendgrid_events.BadKey as e:
+        raise ConfigError(
+            f"sendgrid_webhook_public_key {e}; copy it again from SendGrid's Mail Settings → "
+            "Event Webhook → Signature Verification"
+        ) from None
 
 
 def _state(request: Request) -> ServeState:
@@ -279,28 +295,36 @@ async def confirm_post(request: Request) -> Response:
 
 
 async def sendgrid_webhook(request: Request) -> Response:
+    """Validate (headers, then body and signature), parse each event on its own, apply."""
     st = _state(request)
-    key = st.settings.sendgrid_webhook_public_key
-    if not key:
+    if st.webhook_key is None:
         return PlainTextResponse("webhook not configured: set sendgrid_webhook_public_key", 403)
+    ts = request.headers.get(sendgrid_events.TIMESTAMP_HEADER)
+    try:
+        signature = sendgrid_events.check_headers(
+            request.headers.get(sendgrid_events.SIGNATURE_HEADER), ts
+        )
+    except sendgrid_events.BadSignature as e:
+        return PlainTextResponse("missing signature" if "missing" in str(e) else str(e), 401)
     try:
         body = await read_body(request, WEBHOOK_LIMIT)
     except TooLarge:
         return PlainTextResponse("body too large", 413)
-    sig = request.headers.get(sendgrid_events.SIGNATURE_HEADER)
-    ts = request.headers.get(sendgrid_events.TIMESTAMP_HEADER)
-    if not sig or not ts:
-        return PlainTextResponse("missing signature", 401)
     try:
-        sendgrid_events.verify(key, sig, ts, body)
+        sendgrid_events.verify(st.webhook_key, signature, ts or "", body)
     except sendgrid_events.BadSignature:
         return PlainTextResponse("signature not valid", 403)
     try:
-        parsed = sendgrid_events.parse(body)
+        parsed, unreadable = sendgrid_events.parse(body)
     except sendgrid_events.BadPayload as e:
         return PlainTextResponse(str(e), 400)
     applied = await run_in_threadpool(st.store.events.apply, parsed)
-    return PlainTextResponse(f"recorded {applied.recorded}, duplicates {applied.duplicates}", 200)
+    rejected = unreadable + applied.rejected
+    if rejected:
+        log.warning("webhook: %d event(s) rejected as unreadable or unstorable", rejected)
+    return PlainTextResponse(
+        f"recorded {applied.recorded}, duplicates {applied.duplicates}, rejected {rejected}", 200
+    )
 
 
 async def healthz(request: Request) -> Response:
@@ -341,8 +365,24 @@ def _send_confirmation(st: ServeState, s: Subscriber) -> None:
     send_confirmation(st.settings, s.email, s.name, url)
 
 
+_SECRET_SEGMENT = re.compile(r"@|%40|[^/]*\.[^/]*\.|[^/]{33,}", re.I)
+
+
+def redact(path: str) -> str:
+    """A path as the log may show it: any segment shaped like a token (dotted, or long)
+    or an address becomes {redacted}, wherever it sits (//u/..., /news/u/..., 404s)."""
+    return "/".join(
+        "{redacted}" if _SECRET_SEGMENT.search(seg) else seg for seg in path.split("/")
+    )[:200]
+
+
 class AccessLog:
-    """Method, route pattern, status, time: never a token or an address."""
+    """Method, redacted path, status, time: never a token or an address.
+
+    Also the last guard: an error no endpoint expected (the database gone) answers 503,
+    so clients and SendGrid retry, and is logged by its type only, since its text may
+    quote an address. Never a 500 page, never a traceback in the log.
+    """
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
@@ -354,22 +394,23 @@ class AccessLog:
         start = time.perf_counter()
         status = [0]
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
+        async def send_wrapper(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as e:
+            log.error("%s %s failed: %s", scope["method"], redact(scope["path"]), type(e).__name__)
+            if status[0] == 0:
+                response = PlainTextResponse("temporarily unavailable; try again", 503)
+                await response(scope, receive, send_wrapper)
         finally:
-            path = scope["path"]
-            for prefix in ("/u/", "/resubscribe/", "/confirm/"):
-                if path.startswith(prefix):
-                    path = prefix + "{token}"
             log.info(
                 "%s %s %s %.1fms",
                 scope["method"],
-                path,
+                redact(scope["path"]),
                 status[0],
                 (time.perf_counter() - start) * 1000,
             )
