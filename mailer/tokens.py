@@ -59,5 +59,14 @@ def unsubscribe_signer(secret_key: str) -> TokenSigner:
     return TokenSigner(secret_key, "unsubscribe")
 
 
+def confirm_signer(secret_key: str) -> TokenSigner:
+    """Double opt-in links: (subscriber id, nonce, one-time confirmation nonce)."""
+    return TokenSigner(secret_key, "confirm")
+
+
+def resubscribe_signer(secret_key: str) -> TokenSigner:
+    return TokenSigner(secret_key, "resubscribe")
+
+
 def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref: int) -> str:
     return f"{base_url.rstrip('/')}/u/{signer.sign(r.key, r.nonce, issue_ref)}"

@@ -27,6 +27,7 @@ from mailer.store.imports import import_csv
 from mailer.web.serve import create_app
 from tests.conftest import Cli, write
 from tests.servers import SendGridServer, SmtpServer
+from tests.test_serve import drain
 
 ISSUE = "issues/2026-11-20-weekly.md"
 
@@ -254,9 +255,13 @@ def confirm_link(project: Path, before: set[Path]) -> str:
 
 def test_an_erased_persons_links_never_act_on_a_newcomer(project: Path, run: Cli) -> None:
     settings = load_settings(project)
-    with open_store(settings) as store, TestClient(create_app(settings, store)) as client:
+    with (
+        open_store(settings) as store,
+        TestClient(create_app(settings, store, background=False)) as client,
+    ):
         store.subscribers.add("old@example.com")
         client.post("/subscribe", data={"email": "erased@example.com"})
+        drain(client)
         link = confirm_link(project, set())
         erased = store.subscribers.require("erased@example.com")
         from mailer.tokens import unsubscribe_signer, unsubscribe_url
@@ -264,6 +269,7 @@ def test_an_erased_persons_links_never_act_on_a_newcomer(project: Path, run: Cli
         unsub = unsubscribe_url("", unsubscribe_signer(settings.secret_key), erased.recipient, 1)
         store.subscribers.erase("erased@example.com")
         client.post("/subscribe", data={"email": "stranger@example.com"})
+        drain(client)
         stranger = store.subscribers.require("stranger@example.com")
         assert stranger.id > erased.id  # the id was not handed out again
         assert client.post(link).status_code == 404
@@ -404,11 +410,16 @@ def test_only_the_newest_confirmation_counts_and_after_unsubscribing_none(
     project: Path, run: Cli
 ) -> None:
     settings = load_settings(project)
-    with open_store(settings) as store, TestClient(create_app(settings, store)) as client:
+    with (
+        open_store(settings) as store,
+        TestClient(create_app(settings, store, background=False)) as client,
+    ):
         client.post("/subscribe", data={"email": "ann@example.com"})
+        drain(client)
         old = confirm_link(project, set())
         seen = set(emls(project, "confirmations"))
         client.post("/subscribe", data={"email": "ann@example.com"})
+        drain(client)
         new = confirm_link(project, seen)
         assert client.post(old).status_code == 410
         assert store.subscribers.require("ann@example.com").status == "pending"
@@ -494,9 +505,13 @@ def test_test_copies_over_smtp_get_fresh_message_ids_every_run(project: Path, ru
 
 def test_two_confirmations_in_one_second_are_two_files(project: Path) -> None:
     settings = load_settings(project)
-    with open_store(settings) as store, TestClient(create_app(settings, store)) as client:
+    with (
+        open_store(settings) as store,
+        TestClient(create_app(settings, store, background=False)) as client,
+    ):
         for _ in range(2):
             client.post("/subscribe", data={"email": "ann@example.com"})
+            drain(client)
     assert len(emls(project, "confirmations")) == 2
 
 

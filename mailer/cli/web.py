@@ -83,6 +83,8 @@ def preview(
 
     from mailer.errors import InputError
     from mailer.web.preview import Previewer, create_preview_app
+
+    PreviewServer = _preview_server()
     from mailer.web.sockets import bind_free
 
     if not issue.exists():
@@ -96,7 +98,37 @@ def preview(
     click.echo(f"previewing {issue} at {url} (Ctrl-C to stop)")
     if not no_open:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-    server = uvicorn.Server(
-        uvicorn.Config(create_preview_app(previewer), log_level="warning", access_log=False)
-    )
-    server.run(sockets=[sock])
+    app = create_preview_app(previewer, hosts=(host,))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    PreviewServer(config, previewer).run(sockets=[sock])
+
+
+def _preview_server() -> type:
+    import asyncio
+    import os
+
+    import uvicorn
+
+    from mailer.web.preview import stop_streams
+
+    class PreviewServer(uvicorn.Server):
+        """Ends the live-reload streams on the first Ctrl-C, so it stops at once; a second
+        one exits on the spot, quietly, rather than tearing the loop down (tracebacks)."""
+
+        def __init__(self, config: uvicorn.Config, previewer: Any) -> None:
+            super().__init__(config)
+            self.previewer = previewer
+            self.loop: asyncio.AbstractEventLoop | None = None
+
+        async def serve(self, sockets: Any = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit:
+                os._exit(130)
+            if self.loop is not None:
+                stop_streams(self.previewer, self.loop)
+            super().handle_exit(sig, frame)
+
+    return PreviewServer

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from mailer.config import Settings
     from mailer.store.events import Events
     from mailer.store.ledger import Ledger
+    from mailer.store.queue import MailQueue
     from mailer.store.subscribers import Subscribers
 
 
@@ -40,6 +41,12 @@ class Store:
         from mailer.store.ledger import Ledger
 
         return Ledger(self.engine)
+
+    @property
+    def queue(self) -> MailQueue:
+        from mailer.store.queue import MailQueue
+
+        return MailQueue(self.engine)
 
     @property
     def events(self) -> Events:

@@ -145,3 +145,22 @@ events = sa.Table(
     sa.Column("url", sa.Text),
     sa.Column("data", sa.JSON),
 )
+
+# Mail the web pages promised, sent after the response: the page answers the same, as fast,
+# whoever the address is, and a provider that is down delays a confirmation, never loses it.
+mail_queue = sa.Table(
+    "mail_queue",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "signup" or "confirm"
+    sa.Column("email", sa.String(320)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(400)),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE")),
+    sa.Column("created_at", UTC, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", UTC, nullable=False),
+    sa.Column("last_error", sa.String(300)),
+    sa.Index("ix_mail_queue_next_at", "next_at"),
+)

@@ -18,6 +18,7 @@ from mailer.store.schema import (
     erased_counts,
     erasures,
     events,
+    mail_queue,
     recipients,
     status_changes,
     subscribers,
@@ -123,6 +124,11 @@ class Subscribers:
 
     def recipient(self, email: str) -> Recipient:
         return self.require(email).recipient
+
+    def by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(*COLUMNS).where(subscribers.c.id == subscriber_id)).first()
+        return Subscriber.from_row(row) if row else None
 
     def by_token(self, subscriber_id: int, nonce: int) -> Subscriber | None:
         """The subscriber a link names, if that person still exists: the nonce must match."""
@@ -289,6 +295,14 @@ class Subscribers:
         with self.engine.begin() as conn:
             _keep_counts(conn, s.id)
             conn.execute(events.delete().where(events.c.subscriber_id == s.id))
+            conn.execute(
+                mail_queue.delete().where(
+                    sa.or_(
+                        mail_queue.c.subscriber_id == s.id,
+                        sa.func.lower(mail_queue.c.email) == addresses.key(s.email),
+                    )
+                )
+            )
             conn.execute(recipients.delete().where(recipients.c.subscriber_id == s.id))
             conn.execute(status_changes.delete().where(status_changes.c.subscriber_id == s.id))
             conn.execute(subscribers.delete().where(subscribers.c.id == s.id))

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import html
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -63,6 +65,12 @@ class Rendered:
         }
 
 
+def stop_streams(previewer: Previewer, loop: asyncio.AbstractEventLoop) -> None:
+    """Called on Ctrl-C (from the signal handler): end every event stream now, so the
+    server has no open connection to wait for."""
+    loop.call_soon_threadsafe(previewer.stopping.set)
+
+
 class Previewer:
     """Knows which issues there are and renders one on demand."""
 
@@ -72,6 +80,7 @@ class Previewer:
         self.as_email = as_email
         self.version = 0
         self.changed = asyncio.Event()
+        self.stopping = asyncio.Event()  # set on Ctrl-C: event streams end at once
 
     def issues(self) -> dict[str, Path]:
         if self.target.is_dir():
@@ -116,13 +125,20 @@ class Previewer:
     async def watch(self) -> None:
         from watchfiles import awatch
 
-        async for _ in awatch(*self.watched(), debounce=100, step=20):
+        # stop_event: the watcher thread notices Ctrl-C within a step, not a timeout.
+        async for _ in awatch(
+            *self.watched(), debounce=100, step=20, stop_event=self.stopping
+        ):
             self.version += 1
             self.changed.set()
             self.changed = asyncio.Event()
 
 
-def create_preview_app(previewer: Previewer) -> Starlette:
+def create_preview_app(previewer: Previewer, hosts: Sequence[str] = ("127.0.0.1",)) -> Starlette:
+    """The preview app. It answers only requests addressed to `hosts` (the one it bound,
+    plus localhost names): a page elsewhere that rebinds its DNS name to 127.0.0.1 cannot
+    read drafts or the --as subscriber's data."""
+
     async def index(request: Request) -> Response:
         issues = previewer.issues()
         if not previewer.target.is_dir():
@@ -196,15 +212,21 @@ def create_preview_app(previewer: Previewer) -> Starlette:
     async def events(request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
             yield f"data: {previewer.version}\n\n"
-            while True:
-                waiter = previewer.changed
-                try:
-                    await asyncio.wait_for(waiter.wait(), timeout=15)
-                    yield f"data: {previewer.version}\n\n"
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                if await request.is_disconnected():
-                    return
+            stop = asyncio.ensure_future(previewer.stopping.wait())
+            try:
+                while not previewer.stopping.is_set():
+                    change = asyncio.ensure_future(previewer.changed.wait())
+                    done, _ = await asyncio.wait(
+                        {change, stop}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    change.cancel()
+                    if stop in done:
+                        return
+                    yield f"data: {previewer.version}\n\n" if done else ": keep-alive\n\n"
+                    if await request.is_disconnected():
+                        return
+            finally:
+                stop.cancel()
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -227,7 +249,16 @@ def create_preview_app(previewer: Previewer) -> Starlette:
         Route("/issue/{name}/info.json", info),
         Route("/events", events),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    allowed = (
+        ["*"]
+        if any(h in ("0.0.0.0", "::", "") for h in hosts)
+        else [*hosts, "localhost", "127.0.0.1", "[::1]"]
+    )
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed)],
+    )
 
 
 def _page(title: str, body: str) -> str:

@@ -6,10 +6,12 @@ behind one proxy on one PostgreSQL. GET never changes anything; POST acts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +23,13 @@ from starlette.routing import Route
 
 from mailer import addresses
 from mailer.config import Settings
+from mailer.delivery.outbound import Outbound
 from mailer.errors import ConfigError
 from mailer.models import SUPPRESSED, SubscriberStatus
 from mailer.providers import sendgrid_events
 from mailer.store import Store
-from mailer.store.subscribers import Confirmed, Subscriber
-from mailer.tokens import TokenSigner, unsubscribe_signer
+from mailer.store.subscribers import Confirmed, Subscriber, clean_name
+from mailer.tokens import TokenSigner, confirm_signer, resubscribe_signer, unsubscribe_signer
 from mailer.web.pages import Form, Pages
 
 FORM_LIMIT = 64 * 1024
@@ -105,9 +108,12 @@ class ServeState:
     confirm: TokenSigner
     limiter: RateLimit
     webhook_key: Any  # the parsed public key, or None when the webhook is off
+    outbound: Outbound  # sends the confirmations the pages promise, after the response
 
 
-def create_app(settings: Settings, store: Store) -> Starlette:
+def create_app(settings: Settings, store: Store, background: bool = True) -> Starlette:
+    """The app. With `background`, a thread sends queued confirmations while it runs;
+    tests that want to decide when may pass False and call `outbound.drain()`."""
     settings.require("secret_key")
     routes = [
         Route("/healthz", healthz, name="healthz"),
@@ -120,17 +126,33 @@ def create_app(settings: Settings, store: Store) -> Starlette:
         Route("/confirm/{token}", confirm_post, methods=["POST"]),
         Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
-    app.state.mailer = ServeState(
+    state = ServeState(
         settings=settings,
         store=store,
         pages=Pages(settings),
         unsub=unsubscribe_signer(settings.secret_key),
-        resub=TokenSigner(settings.secret_key, "resubscribe"),
-        confirm=TokenSigner(settings.secret_key, "confirm"),
+        resub=resubscribe_signer(settings.secret_key),
+        confirm=confirm_signer(settings.secret_key),
         limiter=RateLimit(),
         webhook_key=_webhook_key(settings),
+        outbound=Outbound(settings, store),
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        worker = None
+        if background:
+            worker = threading.Thread(target=state.outbound.run, name="mail-queue", daemon=True)
+            worker.start()
+        try:
+            yield
+        finally:
+            state.outbound.stop()
+            if worker is not None:
+                await run_in_threadpool(worker.join, 10)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.mailer = state
     app.add_middleware(AccessLog)
     return app
 
@@ -210,7 +232,8 @@ async def resubscribe(request: Request) -> Response:
     s, _ = found
     if s.status == SubscriberStatus.ACTIVE:
         return _subscribed(st, s, "You are subscribed")
-    await run_in_threadpool(_send_confirmation, st, s)
+    await run_in_threadpool(st.store.queue.confirm, s.id)
+    st.outbound.notify()
     return _check_inbox(st, s.email)
 
 
@@ -241,8 +264,11 @@ async def subscribe(request: Request) -> Response:
         email = addresses.normalize(form["email"])
     except addresses.InvalidAddress as e:
         return st.pages.render("Subscribe", [f"That address does not look right: {e}"], status=400)
-    await run_in_threadpool(_start_opt_in, st, email, form.get("name", ""), ip, ua)
-    # The same answer whether the address was new, pending, subscribed or suppressed.
+    name = clean_name(form.get("name", ""))
+    await run_in_threadpool(st.store.queue.signup, email, name, ip, ua)
+    st.outbound.notify()
+    # The same work and the same answer whether the address was new, pending, subscribed
+    # or suppressed: who it is is decided after the response, by the mail queue.
     return _check_inbox(st, email)
 
 
@@ -335,34 +361,6 @@ async def healthz(request: Request) -> Response:
 def _client(request: Request) -> tuple[str | None, str | None]:
     ip = request.client.host if request.client else None
     return ip, (request.headers.get("user-agent") or "")[:400] or None
-
-
-def _start_opt_in(st: ServeState, email: str, name: str, ip: str | None, ua: str | None) -> None:
-    s, _created = st.store.subscribers.add(
-        email,
-        name,
-        status=SubscriberStatus.PENDING,
-        source="web:subscribe",
-        ip=ip,
-        user_agent=ua,
-        allow_erased=True,
-    )
-    # A new sign-up or someone who unsubscribed may (re)confirm; an active address has
-    # nothing to confirm, and a bounced or complained one comes back only from a link
-    # in their own mail (the unsubscribe page's button).
-    if s.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
-        _send_confirmation(st, s)
-
-
-def _send_confirmation(st: ServeState, s: Subscriber) -> None:
-    from mailer.delivery.confirm import send_confirmation
-
-    confirm_nonce = st.store.subscribers.request_confirmation(s.id)
-    if confirm_nonce is None:
-        return  # active meanwhile: nothing to confirm
-    token = st.confirm.sign(s.id, s.nonce, confirm_nonce)
-    url = f"{st.settings.base_url.rstrip('/')}/confirm/{token}"
-    send_confirmation(st.settings, s.email, s.name, url)
 
 
 _SECRET_SEGMENT = re.compile(r"@|%40|[^/]*\.[^/]*\.|[^/]{33,}", re.I)

@@ -4,7 +4,8 @@
   and (SQLite) AUTOINCREMENT so an id is never handed out twice;
 - issues: `ref` (known before the first send), `source`, the pinned `version`, and the
   random part of Message-IDs; `issue_versions` holds each version as sent;
-- recipients: which version each got; `erased_counts`: numbers that outlive erasure.
+- recipients: which version each got; `erased_counts`: numbers that outlive erasure;
+- `mail_queue`: confirmations the web pages promised, sent after the response.
 
 Revision ID: 0002
 Revises: 0001
@@ -77,9 +78,28 @@ def upgrade() -> None:
         sa.Column("n", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("issue_id", "kind"),
     )
+    op.create_table(
+        "mail_queue",
+        sa.Column("id", sa.Integer, autoincrement=True, nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("email", sa.String(320)),
+        sa.Column("name", sa.String(200)),
+        sa.Column("ip", sa.String(64)),
+        sa.Column("user_agent", sa.String(400)),
+        sa.Column("subscriber_id", sa.Integer),
+        sa.Column("created_at", UTC, nullable=False),
+        sa.Column("attempts", sa.Integer, server_default="0", nullable=False),
+        sa.Column("next_at", UTC, nullable=False),
+        sa.Column("last_error", sa.String(300)),
+        sa.ForeignKeyConstraint(["subscriber_id"], ["subscribers.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_mail_queue_next_at", "mail_queue", ["next_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_mail_queue_next_at", "mail_queue")
+    op.drop_table("mail_queue")
     op.drop_table("erased_counts")
     op.drop_table("issue_versions")
     with op.batch_alter_table("recipients") as b:

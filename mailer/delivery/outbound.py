@@ -1,0 +1,102 @@
+"""Confirmation mails the web pages promised, sent from the mail queue after the response.
+
+`mailer serve` runs `Outbound.run` in a thread: it drains the queue when a page adds to
+it, and every few seconds for retries. Whatever the address, the page did the same one
+INSERT; whether a mail goes out is decided here, where nobody is waiting on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from mailer.config import Settings
+from mailer.delivery.confirm import send_confirmation
+from mailer.errors import MailerError
+from mailer.models import SubscriberStatus
+from mailer.store import Store
+from mailer.store.queue import Job
+from mailer.store.subscribers import Subscriber
+from mailer.tokens import confirm_signer
+
+log = logging.getLogger("mailer.outbound")
+POLL = 5.0  # seconds between looks for retries that came due
+
+# Who a confirmation goes to. A sign-up from the public form: someone new, still pending, or
+# who unsubscribed; never an active address (nothing to confirm) nor a bounced or complained
+# one, which comes back only through a link in their own mail (the "confirm" kind).
+FORM_MAY_CONFIRM = frozenset({SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED})
+
+
+class Outbound:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.signer = confirm_signer(settings.secret_key)
+        self.lock = threading.Lock()  # one drain at a time in this process
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def drain(self) -> int:
+        """Send everything due now; how many queued mails were handled."""
+        handled = 0
+        with self.lock:
+            while jobs := self.store.queue.claim():
+                for job in jobs:
+                    self._one(job)
+                    handled += 1
+        return handled
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.drain()
+            except Exception as e:  # the database is away: try again at the next wake
+                log.error("mail queue: %s", type(e).__name__)
+            self.wake.wait(POLL)
+            self.wake.clear()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def _one(self, job: Job) -> None:
+        queue = self.store.queue
+        try:
+            s = self._subscriber(job)
+            if s is not None:
+                self._confirm(s)
+        except MailerError as e:
+            if not queue.later(job, str(e)):
+                log.warning("mail queue: gave up on a %s mail after many attempts", job.kind)
+            return
+        queue.done(job)
+
+    def _subscriber(self, job: Job) -> Subscriber | None:
+        subscribers = self.store.subscribers
+        if job.kind == "signup" and job.email:
+            s, _ = subscribers.add(
+                job.email,
+                job.name,
+                status=SubscriberStatus.PENDING,
+                source="web:subscribe",
+                ip=job.ip,
+                user_agent=job.user_agent,
+                allow_erased=True,  # they asked again, on the form: a new consent
+            )
+            return s if s.status in FORM_MAY_CONFIRM else None
+        if job.kind == "confirm" and job.subscriber_id is not None:
+            s2 = subscribers.by_id(job.subscriber_id)
+            return s2 if s2 is not None and s2.status != SubscriberStatus.ACTIVE else None
+        return None
+
+    def _confirm(self, s: Subscriber) -> None:
+        confirm_nonce = self.store.subscribers.request_confirmation(s.id)
+        if confirm_nonce is None:
+            return  # active meanwhile: nothing to confirm
+        token = self.signer.sign(s.id, s.nonce, confirm_nonce)
+        url = f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
+        send_confirmation(self.settings, s.email, s.name, url)
