@@ -45,16 +45,13 @@ def serve(obj: Obj, host: str, port: int) -> None:
     from mailer.web.serve import create_app
 
     settings = obj.settings()
-    store = open_store(settings)
-    app = create_app(settings, store)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    click.echo(
-        f"mailer serve on http://{host}:{port} (unsubscribe links start with {settings.base_url})"
-    )
-    try:
+    with open_store(settings) as store:
+        app = create_app(settings, store)  # a bad setting stops here, in one line
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        click.echo(
+            f"mailer serve on http://{host}:{port} (unsubscribe links start with {settings.base_url})"
+        )
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
-    finally:
-        store.close()
 
 
 @cli.command()

@@ -126,9 +126,7 @@ class Previewer:
         from watchfiles import awatch
 
         # stop_event: the watcher thread notices Ctrl-C within a step, not a timeout.
-        async for _ in awatch(
-            *self.watched(), debounce=100, step=20, stop_event=self.stopping
-        ):
+        async for _ in awatch(*self.watched(), debounce=100, step=20, stop_event=self.stopping):
             self.version += 1
             self.changed.set()
             self.changed = asyncio.Event()
