@@ -45,7 +45,7 @@ def load_issue(path: Path | str) -> Issue:
 
 
 # Line and paragraph separators (and NEL) arrive by copy and paste: they are line breaks.
-_LINE_BREAKS = str.maketrans({"\u2028": "\n", "\u2029": "\n\n", "\x85": "\n"})
+_LINE_BREAKS = str.maketrans({"\u2028": "\n", "\u2029": "\n", "\x85": "\n"})
 # Any other control character (VT, FF, ESC, NUL...) has no place in an email.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

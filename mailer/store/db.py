@@ -77,11 +77,24 @@ def current_revision(engine: sa.Engine) -> str | None:
         raise StoreError(f"cannot open the database: {_reason(e)}; check database_url") from None
 
 
+_UPGRADING = threading.Lock()  # one migration at a time in this process
+_PG_LOCK = 0x6D61696C  # "mail": the advisory lock two processes migrating at once share
+
+
 def upgrade(engine: sa.Engine) -> str:
-    """Bring the schema to HEAD. Returns the revision it started from ('' for a new one)."""
+    """Bring the schema to HEAD. Returns the revision it started from ('' for a new one).
+
+    Two processes (or threads) starting on a new database at once: one migrates, the
+    other waits for it and finds the schema current.
+    """
     start = current_revision(engine)
     if start == HEAD:
         return start
+    with _UPGRADING:
+        return _upgrade(engine, start)
+
+
+def _upgrade(engine: sa.Engine, start: str | None) -> str:
     if start is not None and start not in _known_revisions():
         raise StoreError(
             f"the database schema ({start}) is newer than this mailer knows; upgrade mailer"
@@ -101,6 +114,8 @@ def upgrade(engine: sa.Engine) -> str:
             raw.execute("PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK})")
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 if raw is not None and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
