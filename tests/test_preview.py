@@ -20,6 +20,8 @@ from tests.servers import run_uvicorn
 
 ISSUE = "issues/2026-11-20-weekly.md"
 
+LOCAL = "http://127.0.0.1:8025"  # the preview answers only the host it bound
+
 
 @pytest.fixture
 def settings(sqlite_project: Path) -> Settings:
@@ -58,7 +60,8 @@ def test_preview_html_is_byte_identical_to_build_and_to_what_was_sent(
     )
     built = (tmp_path / "2026-11-20-weekly.html").read_bytes()
     with TestClient(
-        create_preview_app(Previewer(settings, sqlite_project / ISSUE, "ann@example.com"))
+        create_preview_app(Previewer(settings, sqlite_project / ISSUE, "ann@example.com")),
+        base_url=LOCAL,
     ) as client:
         served = client.get("/issue/2026-11-20-weekly.md/email.html").content
     assert served == built
@@ -69,7 +72,9 @@ def test_preview_html_is_byte_identical_to_build_and_to_what_was_sent(
 
 
 def test_directory_index_and_bad_input(settings: Settings, tmp_path: Path) -> None:
-    with TestClient(create_preview_app(Previewer(settings, settings.project / "issues"))) as client:
+    with TestClient(
+        create_preview_app(Previewer(settings, settings.project / "issues")), base_url=LOCAL
+    ) as client:
         index = client.get("/")
         assert (
             "本周 AI 周报 · Weekly roundup" in index.text
@@ -79,7 +84,7 @@ def test_directory_index_and_bad_input(settings: Settings, tmp_path: Path) -> No
         assert client.get("/issue/nope.md").status_code == 404
     empty = tmp_path / "empty"
     empty.mkdir()
-    with TestClient(create_preview_app(Previewer(settings, empty))) as client:
+    with TestClient(create_preview_app(Previewer(settings, empty)), base_url=LOCAL) as client:
         r = client.get("/")
         assert r.status_code == 404 and "No issue files" in r.text
 

@@ -143,7 +143,7 @@ def test_report_counts_unique_events_and_top_links(run: Cli, project: Path) -> N
                 "mailer_subscriber": ids["c@example.com"],
             },
         ]
-        store.events.apply(parse(json.dumps(raw).encode()))
+        store.events.apply(parse(json.dumps(raw).encode())[0])
     r = json.loads(run("report", str(project / ISSUE), "--json").output)
     assert (
         r["recipients"],
