@@ -52,6 +52,18 @@ class Settings:
     batch_size: int = 1000
     concurrency: int = 4
     rate_limit: float = 0.0  # messages per second; 0 means unlimited
+    smtp_ca_file: str = ""  # trust this CA (PEM) for the SMTP server, besides the system's
+    # The envelope sender: with a +, each message gets its own (VERP), e.g. bounces@example.com
+    bounce_address: str = ""
+    bounce_imap_url: str = ""  # imaps://user@host/INBOX (imap:// uses STARTTLS)
+    bounce_imap_password: str = ""
+    bounce_imap_ca_file: str = ""
+    bounce_processed_folder: str = "mailer-processed"
+    bounce_fetch_interval: float = 0.0  # seconds; mailer serve fetches when > 0
+    soft_bounce_limit: int = 3  # soft bounces on this many issues in a row mark bounced
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_private_key: str = ""  # a PEM file's path, or the PEM itself (MAILER_DKIM_PRIVATE_KEY)
 
     def require(self, *keys: str) -> None:
         """Fail with one line naming the variable and the toml key of the first missing one."""
@@ -235,6 +247,17 @@ def _url(value: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
+def _imap_url(value: str) -> str:
+    if not value:
+        return value
+    parts = urlsplit(_one_line(value))
+    if parts.scheme not in ("imaps", "imap") or not parts.hostname or not parts.username:
+        raise ValueError("must be imaps://USER@HOST[:PORT]/FOLDER (imap:// for STARTTLS)")
+    if parts.password:
+        raise ValueError("must not carry the password; set MAILER_BOUNCE_IMAP_PASSWORD")
+    return value
+
+
 def _secret(value: str) -> str:
     if value and len(value) < 16:
         raise ValueError("is too short to sign links safely (at least 16 characters)")
@@ -278,6 +301,14 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "batch_size": _between(1, 1_000_000),
     "concurrency": _between(1, 256),
     "rate_limit": _between(0, 1_000_000),
+    "bounce_address": _address,
+    "bounce_imap_url": lambda v: _imap_url(v),
+    "bounce_fetch_interval": _between(0, 86400),
+    "soft_bounce_limit": _between(1, 100),
+    "dkim_domain": lambda v: _one_line(v).encode("idna").decode("ascii") if v else v,
+    "dkim_selector": lambda v: (
+        v if re.fullmatch(r"[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", v) else _fail("must be a DNS label")
+    ),
 }
 EXAMPLES = {
     "from_email": '"news@example.com"',
@@ -295,6 +326,12 @@ EXAMPLES = {
     "batch_size": "1000",
     "concurrency": "4",
     "rate_limit": "14",
+    "bounce_address": '"bounces@news.example.com"',
+    "bounce_imap_url": '"imaps://bounces@mail.example.com/INBOX"',
+    "bounce_fetch_interval": "300",
+    "soft_bounce_limit": "3",
+    "dkim_domain": '"example.com"',
+    "dkim_selector": '"mailer"',
 }
 
 

@@ -95,6 +95,7 @@ class EventType(StrEnum):
     DEFERRED = "deferred"
     BLOCKED = "blocked"
     BOUNCED = "bounced"
+    SOFT_BOUNCED = "soft_bounced"  # a temporary failure reported back (a 4.x.x DSN)
     DROPPED = "dropped"
     COMPLAINED = "complained"
     UNSUBSCRIBED = "unsubscribed"
@@ -192,6 +193,10 @@ class Mailing(Protocol):
         ...
 
     def message_id(self, r: Recipient) -> str: ...
+
+    def envelope_sender(self, r: Recipient) -> str:
+        """The SMTP envelope sender (Return-Path) for one message."""
+        ...
 
     def message(self, r: Recipient) -> bytes:
         """The whole RFC 5322 message for one recipient."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from base64 import urlsafe_b64encode
+from base64 import b32encode, urlsafe_b64encode
 
 from itsdangerous import BadSignature, Signer
 
@@ -70,3 +70,35 @@ def resubscribe_signer(secret_key: str) -> TokenSigner:
 
 def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref: int) -> str:
     return f"{base_url.rstrip('/')}/u/{signer.sign(r.key, r.nonce, issue_ref)}"
+
+
+# -- VERP: the envelope sender of each message names its recipient and issue -------------
+# Lower-case base32 and hex only: mail servers may change the case of a local part, and
+# the whole address must stay under 64 characters before the @.
+_VERP = re.compile(r"^([0-9a-f]{1,8})\.([0-9a-f]{1,8})\.([a-z2-7]{16})$")
+
+
+def _verp_mac(secret_key: str, payload: str) -> str:
+    mac = hmac.new(secret_key.encode(), b"mailer.verp\0" + payload.encode(), hashlib.sha256)
+    return b32encode(mac.digest()[:10]).decode("ascii").lower()
+
+
+def verp_token(secret_key: str, subscriber_id: int, issue_id: int) -> str:
+    payload = f"{subscriber_id:x}.{issue_id:x}"
+    return f"{payload}.{_verp_mac(secret_key, payload)}"
+
+
+def verp_ids(secret_key: str, token: str) -> tuple[int, int] | None:
+    """(subscriber id, issue id) of a genuine token, else None."""
+    m = _VERP.match(token.lower())
+    if not m:
+        return None
+    payload = f"{m.group(1)}.{m.group(2)}"
+    if not hmac.compare_digest(_verp_mac(secret_key, payload), m.group(3)):
+        return None
+    return int(m.group(1), 16), int(m.group(2), 16)
+
+
+def verp_address(bounce_address: str, token: str) -> str:
+    local, _, domain = bounce_address.rpartition("@")
+    return f"{local}+{token}@{domain}"

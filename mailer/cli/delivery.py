@@ -265,3 +265,89 @@ def sync(obj: Obj, dry_run: bool) -> None:
         )
         for email in r.changed[:50]:
             click.echo(f"  {email}")
+
+
+@cli.group()
+def bounces() -> None:
+    """The bounce mailbox of SMTP sending: delivery reports and complaints.
+
+    \b
+    Example:
+      mailer bounces fetch --dry-run
+    """
+
+
+@bounces.command()
+@click.option("--dry-run", is_flag=True, help="Show what would change; change and move nothing.")
+@pass_obj
+def fetch(obj: Obj, dry_run: bool) -> None:
+    """Read bounce_imap_url: hard bounces and complaints suppress the address, soft bounces
+    count (soft_bounce_limit issues in a row suppress it); handled messages move to
+    bounce_processed_folder, anything else stays and is listed.
+
+    \b
+    Example:
+      MAILER_BOUNCE_IMAP_PASSWORD=... mailer bounces fetch
+    """
+    from mailer.delivery.bounces import fetch as core_fetch
+
+    r = core_fetch(obj.settings(), dry_run)
+    o = r.outcomes
+    verb = "would be" if dry_run else "were"
+    click.echo(
+        f"{r.messages} message(s): {o['bounced']} {verb} marked bounced, {o['complained']} "
+        f"complained, {o['soft']} soft bounce(s) counted, {o['unknown']} for addresses not on "
+        f"the list, {o['duplicate'] + o['unchanged']} already applied"
+    )
+    for address, outcome in r.changes[:50]:
+        click.echo(f"  {safe(address)}: {outcome}")
+    if not dry_run:
+        click.echo(f"moved {r.moved} to {obj.settings().bounce_processed_folder}")
+    for uid, why in r.left:
+        click.echo(f"  left in the mailbox: message {uid}: {why}")
+
+
+@cli.group()
+def dkim() -> None:
+    """DKIM signing of SMTP and outbox mail.
+
+    \b
+    Example:
+      mailer dkim keygen --domain example.com --selector mailer
+    """
+
+
+@dkim.command()
+@click.option("--domain", required=True, help="The domain of from_email (dkim_domain).")
+@click.option("--selector", default="mailer", show_default=True, help="dkim_selector.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("dkim-private.pem"),
+    show_default=True,
+    help="Where to write the private key (never over an existing file).",
+)
+@click.option("--bits", type=click.IntRange(1024, 4096), default=2048, show_default=True)
+def keygen(domain: str, selector: str, output: Path, bits: int) -> None:
+    """Make a DKIM key pair: write the private key, print the DNS TXT record to publish.
+
+    \b
+    Example:
+      mailer dkim keygen --domain example.com --selector mailer -o dkim.pem
+    """
+    from mailer.delivery.dkim import keygen as core_keygen
+    from mailer.errors import InputError
+
+    try:
+        record = core_keygen(output, selector, domain, bits)
+    except FileExistsError:
+        raise InputError(f"{output} exists already; pick another -o FILE") from None
+    except OSError as e:
+        raise InputError(f"cannot write {output}: {e.strerror}") from None
+    click.echo(f"wrote the private key to {output} (keep it secret); publish this record:")
+    click.echo(record)
+    click.echo(
+        f'then set dkim_domain = "{domain}", dkim_selector = "{selector}", '
+        f'dkim_private_key = "{output}"'
+    )

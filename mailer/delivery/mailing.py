@@ -13,10 +13,17 @@ from collections.abc import Mapping
 from mailer.config import Settings
 from mailer.content.placeholders import Compiled, both_values
 from mailer.content.render import RenderedIssue
+from mailer.delivery.dkim import signer_from
 from mailer.delivery.message import MessageFactory, address, list_headers
 from mailer.models import Recipient, Snapshot
 from mailer.text import clean_text
-from mailer.tokens import TokenSigner, unsubscribe_signer, unsubscribe_url
+from mailer.tokens import (
+    TokenSigner,
+    unsubscribe_signer,
+    unsubscribe_url,
+    verp_address,
+    verp_token,
+)
 
 PREVIEW_SECRET = "preview-only-not-a-real-secret"
 
@@ -68,6 +75,9 @@ class IssueMailing:
         self.nonce = message_nonce or secrets.token_hex(8)
         self.base_url = settings.base_url or "https://example.invalid"
         self.signer: TokenSigner = unsubscribe_signer(settings.secret_key or PREVIEW_SECRET)
+        self.secret_key = settings.secret_key or PREVIEW_SECRET
+        self.bounce_address = settings.bounce_address
+        self.dkim = signer_from(settings)
         self.factory = MessageFactory(
             sender=address(settings.from_name, settings.from_email),
             reply_to=settings.reply_to,
@@ -103,8 +113,18 @@ class IssueMailing:
         html_values, text_values = both_values(url, r.email, r.name)
         return self.html.fill(html_values), self.text.fill(text_values), url
 
+    def envelope_sender(self, r: Recipient) -> str:
+        """MAIL FROM: with bounce_address, one per message (VERP), so a bounce names its
+        recipient and issue even when it quotes nothing useful."""
+        if not self.bounce_address:
+            return self.from_email
+        if r.key <= 0 or self.issue_id <= 0:
+            return self.bounce_address
+        return verp_address(self.bounce_address, verp_token(self.secret_key, r.key, self.issue_id))
+
     def message(self, r: Recipient) -> bytes:
         html, text, url = self.parts(r)
-        return self.factory.build(
+        data = self.factory.build(
             address(clean_text(r.name), r.email), self.message_id(r), list_headers(url), html, text
         )
+        return self.dkim.sign(data) if self.dkim is not None else data

@@ -15,6 +15,7 @@ from mailer.content.issue import SLUG, load_issue
 from mailer.content.placeholders import TOKENS
 from mailer.content.render import RenderedIssue, Renderer
 from mailer.delivery.adhoc import AdhocResult, send_adhoc
+from mailer.delivery.dkim import signer_from
 from mailer.delivery.engine import Progress, RunResult, Sender
 from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.errors import InputError, SizeError
@@ -85,6 +86,7 @@ def plan(
 ) -> Plan:
     """Read the issue (its file, or the ledger's pin for a slug) and the ledger; write nothing."""
     settings.require(*REQUIRED)
+    signer_from(settings)  # a missing or malformed DKIM key stops here, before anything
     snapshot, slug, warnings = None, str(target), []
     local = check_base_url(settings)
     if _is_file(target):

@@ -51,14 +51,13 @@ class SmtpSession:
         conn: smtplib.SMTP | None = None
         try:
             if s.smtp_security == "ssl":
-                context = ssl.create_default_context()
                 conn = smtplib.SMTP_SSL(
-                    s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=context
+                    s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=self._tls()
                 )
             else:
                 conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
                 if s.smtp_security == "starttls":
-                    conn.starttls(context=ssl.create_default_context())
+                    conn.starttls(context=self._tls())
             conn.ehlo_or_helo_if_needed()
             if s.smtp_username:
                 conn.login(s.smtp_username, s.smtp_password)
@@ -84,15 +83,28 @@ class SmtpSession:
             _close(conn)
             raise TransientError(f"cannot connect to SMTP server {where}: {e}") from None
 
+    def _tls(self) -> ssl.SSLContext:
+        """Verified TLS: the system's CAs, plus smtp_ca_file if set (a private CA)."""
+        context = ssl.create_default_context()
+        if self.s.smtp_ca_file:
+            try:
+                context.load_verify_locations(cafile=str(self.s.path(self.s.smtp_ca_file)))
+            except (OSError, ssl.SSLError) as e:
+                raise DeliveryError(
+                    f"smtp_ca_file {self.s.smtp_ca_file}: cannot load it ({e}); "
+                    "it must be a PEM file of CA certificates"
+                ) from None
+        return context
+
     def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
         outcome = Outcome()
-        sender = self.s.from_email
         for r in group:
             try:
                 message = mailing.message(r)
             except Exception as e:  # built here, before any byte left: nothing was sent
                 raise LocalError(f"cannot build the message for {r.email}: {e}") from None
             mid = mailing.message_id(r)
+            sender = mailing.envelope_sender(r)
             for attempt in range(RETRIES + 1):
                 try:
                     self._one(sender, r, message, outcome, mid)

@@ -136,3 +136,118 @@ class Events:
             sa.select(subscribers.c.id).where(subscribers.c.email_key == key)
         ).scalar()
         return int(found) if found is not None else None
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """One finding of a bounce or complaint report, as the store applies it."""
+
+    event_id: str  # stable for the report and the address: a second run is a duplicate
+    kind: str  # "hard", "soft" or "complaint"
+    subscriber_id: int | None
+    email: str | None
+    issue_id: int | None
+    message_nonce: str | None  # from our Message-ID: finds the issue
+
+
+BOUNCE_EVENT = {
+    "hard": EventType.BOUNCED,
+    "soft": EventType.SOFT_BOUNCED,
+    "complaint": EventType.COMPLAINED,
+}
+
+
+def apply_bounce(conn: sa.Connection, b: Bounce, soft_limit: int) -> str:
+    """Record one finding and apply it through the status policy, in the caller's
+    transaction. Returns what happened: "duplicate", "unknown" (no such subscriber),
+    "bounced", "complained", "soft", or "unchanged"."""
+    if conn.execute(sa.select(events.c.id).where(events.c.provider_event_id == b.event_id)).first():
+        return "duplicate"
+    sid = _bounce_subscriber(conn, b)
+    issue_id = b.issue_id
+    if issue_id is None and b.message_nonce:
+        issue_id = conn.execute(
+            sa.select(issues.c.id).where(issues.c.message_nonce == b.message_nonce)
+        ).scalar()
+    elif (
+        issue_id is not None
+        and not conn.execute(sa.select(issues.c.id).where(issues.c.id == issue_id)).first()
+    ):
+        issue_id = None
+    kind = BOUNCE_EVENT[b.kind]
+    conn.execute(
+        events.insert().values(
+            provider_event_id=b.event_id,
+            issue_id=issue_id,
+            subscriber_id=sid,
+            type=kind.value,
+            at=now(),
+            data={"source": "imap", "kind": b.kind},
+        )
+    )
+    if sid is None:
+        return "unknown"
+    if b.kind == "complaint":
+        done = change_status(
+            conn, sid, SubscriberStatus.COMPLAINED, Actor.PROVIDER, "arf complaint"
+        )
+        return "complained" if done else "unchanged"
+    if b.kind == "hard":
+        done = change_status(
+            conn, sid, SubscriberStatus.BOUNCED, Actor.PROVIDER, "dsn: hard bounce"
+        )
+        return "bounced" if done else "unchanged"
+    if _soft_streak(conn, sid, soft_limit) and change_status(
+        conn,
+        sid,
+        SubscriberStatus.BOUNCED,
+        Actor.PROVIDER,
+        f"dsn: soft bounces on {soft_limit} issues in a row",
+    ):
+        return "bounced"
+    return "soft"
+
+
+def _bounce_subscriber(conn: sa.Connection, b: Bounce) -> int | None:
+    key = None
+    if b.email:
+        try:
+            key = addresses.key(addresses.normalize(b.email))
+        except addresses.InvalidAddress:
+            key = None
+    if b.subscriber_id is not None:
+        row = conn.execute(
+            sa.select(subscribers.c.id, subscribers.c.email_key).where(
+                subscribers.c.id == b.subscriber_id
+            )
+        ).first()
+        if row is not None:
+            return int(row.id)
+    if key is None:
+        return None
+    found = conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email_key == key)).scalar()
+    return int(found) if found is not None else None
+
+
+def _soft_streak(conn: sa.Connection, sid: int, limit: int) -> bool:
+    """Did each of the last `limit` issues sent to this person bounce (softly or not)?"""
+    last = (
+        conn.execute(
+            sa.select(recipients.c.issue_id)
+            .where(recipients.c.subscriber_id == sid, recipients.c.state == RecipientState.SENT)
+            .order_by(recipients.c.issue_id.desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    if len(last) < limit:
+        return False
+    bounced = conn.execute(
+        sa.select(sa.func.count(sa.distinct(events.c.issue_id))).where(
+            events.c.subscriber_id == sid,
+            events.c.issue_id.in_(last),
+            events.c.type.in_([EventType.SOFT_BOUNCED.value, EventType.BOUNCED.value]),
+        )
+    ).scalar()
+    return int(bounced or 0) == limit

@@ -138,23 +138,51 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
         outbound=Outbound(settings, store),
     )
 
+    stopping = threading.Event()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        worker = None
+        workers = []
         if background:
-            worker = threading.Thread(target=state.outbound.run, name="mail-queue", daemon=True)
-            worker.start()
+            workers.append(threading.Thread(target=state.outbound.run, name="mail-queue"))
+            if settings.bounce_fetch_interval and settings.bounce_imap_url:
+                workers.append(
+                    threading.Thread(
+                        target=_fetch_bounces, args=(settings, stopping), name="bounces"
+                    )
+                )
+        for w in workers:
+            w.daemon = True
+            w.start()
         try:
             yield
         finally:
             state.outbound.stop()
-            if worker is not None:
-                await run_in_threadpool(worker.join, 10)
+            stopping.set()
+            for w in workers:
+                await run_in_threadpool(w.join, 10)
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.mailer = state
     app.add_middleware(AccessLog)
     return app
+
+
+def _fetch_bounces(settings: Settings, stopping: threading.Event) -> None:
+    """`mailer bounces fetch` every bounce_fetch_interval seconds, while serve runs."""
+    from mailer.delivery.bounces import fetch
+    from mailer.errors import MailerError
+
+    while not stopping.is_set():
+        try:
+            r = fetch(settings)
+            if r.messages:
+                log.info("bounces: %d message(s), %s", r.messages, dict(r.outcomes))
+        except MailerError as e:
+            log.warning("bounces: %s", e)
+        except Exception as e:  # never let the loop die: try again next time
+            log.error("bounces: %s", type(e).__name__)
+        stopping.wait(settings.bounce_fetch_interval)
 
 
 def _webhook_key(settings: Settings) -> Any:

@@ -1,0 +1,128 @@
+"""DKIM signatures (RFC 6376) for the messages mailer hands over itself: SMTP and outbox.
+
+SendGrid signs with the domain authenticated there. The key is read and checked once, at
+start; a recipient then costs one body hash and one RSA signature (dkimpy). The signed
+headers include the one-click ones: Gmail and Yahoo require List-Unsubscribe and
+List-Unsubscribe-Post to be covered by the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from mailer.config import Settings
+from mailer.errors import ConfigError
+
+SIGNED_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"mime-version",
+    b"content-type",
+)
+
+
+class DkimSigner:
+    def __init__(self, domain: str, selector: str, private_key_pem: bytes) -> None:
+        self.domain = domain.encode("ascii")
+        self.selector = selector.encode("ascii")
+        self.key = private_key_pem
+
+    def sign(self, message: bytes) -> bytes:
+        import dkim
+
+        header = dkim.sign(
+            message,
+            self.selector,
+            self.domain,
+            self.key,
+            include_headers=list(SIGNED_HEADERS),
+            canonicalize=(b"relaxed", b"relaxed"),
+        )
+        return bytes(header) + message
+
+
+def signer_from(settings: Settings) -> DkimSigner | None:
+    """The signer the settings ask for, or None; a missing or unusable key is one line."""
+    keys = ("dkim_domain", "dkim_selector", "dkim_private_key")
+    given = [k for k in keys if getattr(settings, k)]
+    if not given:
+        return None
+    if len(given) < 3:
+        missing = next(k for k in keys if not getattr(settings, k))
+        raise ConfigError(
+            f"DKIM needs dkim_domain, dkim_selector and dkim_private_key; set {missing}"
+        )
+    pem = _read_key(settings)
+    _check_key(pem)
+    return DkimSigner(settings.dkim_domain, settings.dkim_selector, pem)
+
+
+def _read_key(settings: Settings) -> bytes:
+    value = settings.dkim_private_key
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode("ascii", "replace")
+    path = settings.path(value)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"dkim_private_key {path}: cannot read it ({e.strerror}); "
+            "make one with 'mailer dkim keygen'"
+        ) from None
+
+
+def _check_key(pem: bytes) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(
+            f"dkim_private_key is not an unencrypted PEM private key ({e}); "
+            "make one with 'mailer dkim keygen'"
+        ) from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < 1024:
+            raise ConfigError("dkim_private_key: RSA keys under 1024 bits are refused by receivers")
+    elif not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigError("dkim_private_key must be an RSA (or Ed25519) private key")
+
+
+def keygen(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
+    """Write a new RSA private key (mode 0600, never over an existing file) and return
+    the DNS TXT record to publish."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    value = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+    # A DNS TXT string holds at most 255 bytes; longer values are several strings in a row.
+    strings = " ".join(f'"{value[i : i + 250]}"' for i in range(0, len(value), 250))
+    return f"{selector}._domainkey.{domain}. IN TXT ( {strings} )"
+
+
+def txt_record_value(record: str) -> bytes:
+    """The TXT value a DNS lookup returns for a record line: its strings joined."""
+    return "".join(record.split('"')[1::2]).encode()
