@@ -26,6 +26,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("MAILER_") and key not in (
             "MAILER_REQUIRE_POSTGRES",
             "MAILER_REQUIRE_BROWSER",
+            "MAILER_REQUIRE_DOVECOT",
             "MAILER_TEST_POSTGRES",
         ):
             monkeypatch.delenv(key)

@@ -39,6 +39,7 @@ class RecordingHandler:
         self.keep = keep_messages
         self.behaviour = SmtpBehaviour()
         self.data_delay = 0.0
+        self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs) per message
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -63,6 +64,7 @@ class RecordingHandler:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.delivered[rcpt.lower()] += 1
+            self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
             if self.keep:
                 self.messages.append(envelope.original_content or b"")
         return "250 2.0.0 Queued"
@@ -78,9 +80,14 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self, keep_messages: bool = True, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        keep_messages: bool = True,
+        auth: tuple[str, str] | None = None,
+        **tls: Any,  # tls_context= (STARTTLS) or ssl_context= (implicit TLS), for aiosmtpd
+    ) -> None:
         self.handler = RecordingHandler(keep_messages)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(tls)
         if auth is not None:
             user, password = auth
 
@@ -92,7 +99,7 @@ class SmtpServer:
                 ok = data.login.decode() == user and data.password.decode() == password
                 return AuthResult(success=ok, handled=False)
 
-            kwargs = {"authenticator": authenticator, "auth_require_tls": False}
+            kwargs.update(authenticator=authenticator, auth_require_tls=False)
         self.port = free_port()  # aiosmtpd's Controller cannot itself listen on port 0
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 

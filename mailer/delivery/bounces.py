@@ -9,6 +9,7 @@ complaint stays where it is and is reported; nothing is ever deleted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,10 @@ class FetchResult:
 def fetch(settings: Settings, dry_run: bool = False) -> FetchResult:
     settings.require("secret_key")
     result = FetchResult()
-    with open_store(settings) as store, Mailbox(settings) as box:
+    with open_store(settings) as store, Mailbox(settings) as box, store.engine.connect() as conn:
+        # A dry run works through every message in one transaction, rolled back at the
+        # end, so what it shows adds up (three soft bounces in a row) as the real run would.
+        dry = conn.begin() if dry_run else None
         done: list[int] = []
         for uid, raw in box.messages():
             result.messages += 1
@@ -41,8 +45,7 @@ def fetch(settings: Settings, dry_run: bool = False) -> FetchResult:
                 result.left.append((uid, report.reason))
                 continue
             digest = hashlib.sha256(raw).hexdigest()[:32]
-            with store.engine.connect() as conn:
-                tx = conn.begin()
+            with contextlib.nullcontext() if dry_run else conn.begin():
                 for n, f in enumerate(report.findings):
                     bounce = Bounce(
                         event_id=f"imap:{digest}:{n}",
@@ -56,12 +59,10 @@ def fetch(settings: Settings, dry_run: bool = False) -> FetchResult:
                     result.outcomes[outcome] += 1
                     if outcome in ("bounced", "complained"):
                         result.changes.append((f.email or f"subscriber {f.subscriber_id}", outcome))
-                if dry_run:
-                    tx.rollback()  # --dry-run: worked out, shown, not kept
-                else:
-                    tx.commit()
             done.append(uid)
-        if not dry_run:
+        if dry is not None:
+            dry.rollback()  # --dry-run: worked out, shown, not kept
+        else:
             box.move(done, settings.bounce_processed_folder)
             result.moved = len(done)
     return result

@@ -29,28 +29,14 @@ class Mailbox:
     def __enter__(self) -> Mailbox:
         import imapclient
 
-        s, url = self.settings, self.url
-        context = ssl.create_default_context()
-        if s.bounce_imap_ca_file:
-            try:
-                context.load_verify_locations(cafile=str(s.path(s.bounce_imap_ca_file)))
-            except (OSError, ssl.SSLError) as e:
-                raise ConfigError(f"bounce_imap_ca_file: cannot load it ({e})") from None
-        implicit = url.scheme == "imaps"
         try:
-            client = imapclient.IMAPClient(
-                url.hostname, port=url.port, ssl=implicit, ssl_context=context, timeout=30
-            )
-            if not implicit:
-                client.starttls(context)
-            client.login(unquote(url.username or ""), s.bounce_imap_password)
-            client.select_folder(self.folder)
+            self.client = self._open()
         except ssl.SSLCertVerificationError as e:
             raise DeliveryError(
                 f"bounce mailbox {self.where}: its TLS certificate is not trusted "
                 f"({e.verify_message}); check the host, or trust its CA with bounce_imap_ca_file"
             ) from None
-        except (TimeoutError, OSError) as e:
+        except OSError as e:
             raise DeliveryError(
                 f"cannot reach the bounce mailbox {self.where} ({e}); check bounce_imap_url"
             ) from None
@@ -59,8 +45,33 @@ class Mailbox:
                 f"bounce mailbox {self.where} refused: {e}; check bounce_imap_url and "
                 "MAILER_BOUNCE_IMAP_PASSWORD"
             ) from None
-        self.client = client
         return self
+
+    def _open(self) -> Any:
+        """A logged-in client with the folder selected; its socket closed if any step fails."""
+        import imapclient
+
+        s, url = self.settings, self.url
+        context = ssl.create_default_context()
+        if s.bounce_imap_ca_file:
+            try:
+                context.load_verify_locations(cafile=str(s.path(s.bounce_imap_ca_file)))
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(f"bounce_imap_ca_file: cannot load it ({e})") from None
+        implicit = url.scheme == "imaps"
+        client = imapclient.IMAPClient(
+            url.hostname, port=url.port, ssl=implicit, ssl_context=context, timeout=30
+        )
+        try:
+            if not implicit:
+                client.starttls(context)
+            client.login(unquote(url.username or ""), s.bounce_imap_password)
+            client.select_folder(self.folder)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
+        return client
 
     def __exit__(
         self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

@@ -1,0 +1,357 @@
+"""The SMTP loop against real servers: VERP envelope senders (aiosmtpd), bounce and
+complaint reports read from a real IMAP mailbox (Dovecot), DKIM signatures verified by
+dkimpy, and TLS (STARTTLS and implicit) with a certificate made in the test."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailer.config import load_settings
+from mailer.store import open_store
+from mailer.tokens import verp_ids
+from tests.conftest import Cli, write
+from tests.mailservers import Dovecot, dovecot, make_certs
+from tests.reports import arf_complaint, auto_reply, exim_bounce, postfix_dsn, spam
+from tests.servers import SmtpServer
+
+BOUNCES = "bounces@news.example.com"
+
+
+@pytest.fixture
+def imap() -> Iterator[Dovecot]:
+    with dovecot() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+def env(smtp: SmtpServer, imap: Dovecot | None = None) -> dict[str, str]:
+    out = {
+        "MAILER_PROVIDER": "smtp",
+        "MAILER_SMTP_HOST": "127.0.0.1",
+        "MAILER_SMTP_PORT": str(smtp.port),
+        "MAILER_SMTP_SECURITY": "none",
+        "MAILER_BOUNCE_ADDRESS": BOUNCES,
+    }
+    if imap is not None:
+        out |= {
+            "MAILER_BOUNCE_IMAP_URL": imap.url,
+            "MAILER_BOUNCE_IMAP_PASSWORD": imap.password,
+            "MAILER_BOUNCE_IMAP_CA_FILE": str(imap.certs.ca),
+        }
+    return out
+
+
+def issue(run: Cli, n: int) -> Path:
+    return write(
+        run.project / "issues" / f"2026-12-0{n}-weekly.md", f"# Issue {n}\n\nNews number {n}.\n"
+    )
+
+
+def sent_to(smtp: SmtpServer, address: str) -> tuple[str, email.message.Message]:
+    """(envelope sender, message) of the newest message sent to `address`."""
+    for (sender, rcpts), raw in zip(
+        reversed(smtp.handler.envelopes), reversed(smtp.handler.messages), strict=True
+    ):
+        if address in rcpts:
+            return sender, email.message_from_bytes(raw, policy=email.policy.compat32)
+    raise AssertionError(f"nothing sent to {address}")
+
+
+def headers_of(msg: email.message.Message) -> str:
+    return "".join(
+        f"{k}: {v}\n"
+        for k, v in msg.items()
+        if k in ("From", "To", "Subject", "Date", "Message-ID")
+    )
+
+
+def statuses(project: Path) -> dict[str, str]:
+    with open_store(load_settings(project)) as store:
+        return {s.email: s.status for s in store.subscribers.iter()}
+
+
+def test_every_message_has_its_own_signed_envelope_sender(
+    run: Cli, project: Path, smtp: SmtpServer
+) -> None:
+    run("subscribers", "add", "ann@example.com")
+    run("subscribers", "add", "bob@example.com")
+    assert run("send", str(issue(run, 1)), "--yes", env=env(smtp)).exit_code == 0
+    senders = {}
+    settings = load_settings(project)
+    for sender, rcpts in smtp.handler.envelopes:
+        local, _, domain = sender.partition("@")
+        assert domain == "news.example.com" and local.startswith("bounces+") and len(local) <= 64
+        ids = verp_ids(settings.secret_key, local.removeprefix("bounces+").upper())  # any case
+        assert ids is not None
+        senders[rcpts[0]] = ids
+    with open_store(settings) as store:
+        ann = store.subscribers.require("ann@example.com").id
+    assert senders["ann@example.com"][0] == ann and len(set(senders.values())) == 2
+
+
+def test_bounces_fetch_applies_reports_from_a_real_mailbox(
+    run: Cli, project: Path, smtp: SmtpServer, imap: Dovecot
+) -> None:
+    people = [
+        "dead@example.com",
+        "gone@example.com",
+        "exim@example.com",
+        "full@example.com",
+        "angry@example.com",
+        "fine@example.com",
+    ]
+    for p in people:
+        run("subscribers", "add", p)
+    e = env(smtp, imap)
+    for n in (1, 2, 3):
+        assert run("send", str(issue(run, n)), "--yes", env=e).exit_code == 0
+    mailbox = imap.client()
+    # a hard bounce that quotes nothing, back to its VERP address: only VERP can place it
+    verp, _ = sent_to(smtp, "dead@example.com")
+    mailbox.append("INBOX", postfix_dsn(verp, "someone-else@relay.example", "5.1.1"))
+    # a hard bounce to the plain address: Final-Recipient and our Message-ID place it
+    _, gone = sent_to(smtp, "gone@example.com")
+    mailbox.append("INBOX", postfix_dsn(BOUNCES, "gone@example.com", "5.1.1", headers_of(gone)))
+    # Exim's classic bounce, plain text with X-Failed-Recipients
+    _, ex = sent_to(smtp, "exim@example.com")
+    mailbox.append("INBOX", exim_bounce(BOUNCES, "exim@example.com", headers_of(ex) + "\nNews.\n"))
+    # a full mailbox: soft bounces, one per issue; three in a row suppress
+    for sender, rcpts in smtp.handler.envelopes:
+        if rcpts == ["full@example.com"]:
+            mailbox.append("INBOX", postfix_dsn(sender, "full@example.com", "4.2.2"))
+    # a complaint through a feedback loop
+    _, angry = sent_to(smtp, "angry@example.com")
+    mailbox.append("INBOX", arf_complaint(BOUNCES, headers_of(angry), "angry@example.com"))
+    # and what else lands there
+    mailbox.append("INBOX", auto_reply(BOUNCES))
+    mailbox.append("INBOX", spam(BOUNCES))
+    mailbox.logout()
+
+    before = statuses(project)
+    r = run("bounces", "fetch", "--dry-run", env=e)
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(
+        "9 message(s): 4 would be marked bounced, 1 complained, 2 soft bounce(s) counted"
+    )
+    assert statuses(project) == before
+    box = imap.client()
+    assert box.select_folder("INBOX")[b"EXISTS"] == 9  # a dry run moves nothing
+
+    r = run("bounces", "fetch", env=e)
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(
+        "9 message(s): 4 were marked bounced, 1 complained, 2 soft bounce(s) counted"
+    )
+    assert "moved 7 to mailer-processed" in r.output
+    assert r.output.count("left in the mailbox") == 2
+    assert statuses(project) == {
+        "dead@example.com": "bounced",
+        "gone@example.com": "bounced",
+        "exim@example.com": "bounced",
+        "full@example.com": "bounced",
+        "angry@example.com": "complained",
+        "fine@example.com": "active",
+    }
+    assert box.select_folder("INBOX")[b"EXISTS"] == 2  # the auto-reply and the spam stay
+    assert box.select_folder("mailer-processed")[b"EXISTS"] == 7
+    box.logout()
+
+    again = run("bounces", "fetch", env=e)
+    assert again.output.startswith("2 message(s): 0 were marked bounced, 0 complained, 0 soft")
+    assert statuses(project)["fine@example.com"] == "active"
+    # and the suppressed are never mailed again
+    smtp.handler.envelopes.clear()
+    assert run("send", str(issue(run, 4)), "--yes", env=e).exit_code == 0
+    assert [r for _, r in smtp.handler.envelopes] == [["fine@example.com"]]
+
+
+def test_two_soft_bounces_are_not_yet_a_bounce(
+    run: Cli, project: Path, smtp: SmtpServer, imap: Dovecot
+) -> None:
+    run("subscribers", "add", "full@example.com")
+    e = env(smtp, imap)
+    for n in (1, 2, 3):
+        assert run("send", str(issue(run, n)), "--yes", env=e).exit_code == 0
+    mailbox = imap.client()
+    for sender, _ in smtp.handler.envelopes[:2]:
+        mailbox.append("INBOX", postfix_dsn(sender, "full@example.com", "4.2.2"))
+    mailbox.logout()
+    assert run("bounces", "fetch", env=e).exit_code == 0
+    assert statuses(project) == {"full@example.com": "active"}
+
+
+def test_a_wrong_password_or_untrusted_mailbox_is_one_line(
+    run: Cli, smtp: SmtpServer, imap: Dovecot
+) -> None:
+    e = env(smtp, imap)
+    r = run("bounces", "fetch", env={**e, "MAILER_BOUNCE_IMAP_PASSWORD": "wrong"})
+    assert r.exit_code == 1 and r.output.startswith(
+        f"Error: bounce mailbox 127.0.0.1:{imap.port} refused:"
+    )
+    r = run("bounces", "fetch", env={**e, "MAILER_BOUNCE_IMAP_CA_FILE": ""})
+    assert r.exit_code == 1 and "its TLS certificate is not trusted" in r.output
+
+
+# -- DKIM ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dkim_key(run: Cli, project: Path) -> str:
+    r = run(
+        "dkim",
+        "keygen",
+        "--domain",
+        "example.com",
+        "--selector",
+        "s1",
+        "-o",
+        str(project / "dkim.pem"),
+    )
+    assert r.exit_code == 0, r.output
+    (record,) = [line for line in r.output.splitlines() if "._domainkey." in line]
+    return record
+
+
+def test_dkim_signatures_verify_and_break_when_altered(
+    run: Cli, project: Path, dkim_key: str
+) -> None:
+    import dkim
+
+    from mailer.delivery.dkim import txt_record_value
+
+    run("subscribers", "add", "ann@example.com")
+    signing = {
+        "MAILER_DKIM_DOMAIN": "example.com",
+        "MAILER_DKIM_SELECTOR": "s1",
+        "MAILER_DKIM_PRIVATE_KEY": "dkim.pem",
+    }
+    assert run("send", str(issue(run, 1)), "--yes", env=signing).exit_code == 0
+    (eml,) = (project / "outbox").rglob("*.eml")
+    raw = eml.read_bytes()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.example.com."
+        return txt_record_value(dkim_key)
+
+    assert dkim.verify(raw, dnsfunc=dns)
+    signature = re.search(rb"^DKIM-Signature:.*?(?=^\S)", raw, re.M | re.S).group(0)  # type: ignore[union-attr]
+    h = (
+        re.search(
+            rb"h=([^;]+);", signature.replace(b"\r\n", b"").replace(b" ", b"").replace(b"\t", b"")
+        )
+        .group(1)
+        .lower()
+    )  # type: ignore[union-attr]
+    for name in (
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"list-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+    ):
+        assert name in h.split(b":"), name
+    tampered = raw.replace(b"List-Unsubscribe: <https://", b"List-Unsubscribe: <https://evil.", 1)
+    assert tampered != raw and not dkim.verify(tampered, dnsfunc=dns)
+    body_changed = raw.replace(b"News number 1", b"News number 9", 1)
+    if body_changed != raw:
+        assert not dkim.verify(body_changed, dnsfunc=dns)
+
+
+def test_dkim_over_smtp_and_bad_keys_are_one_line(
+    run: Cli, project: Path, smtp: SmtpServer, dkim_key: str
+) -> None:
+    run("subscribers", "add", "ann@example.com")
+    signing = {
+        "MAILER_DKIM_DOMAIN": "example.com",
+        "MAILER_DKIM_SELECTOR": "s1",
+        "MAILER_DKIM_PRIVATE_KEY": "dkim.pem",
+    }
+    assert run("send", str(issue(run, 1)), "--yes", env={**env(smtp), **signing}).exit_code == 0
+    assert smtp.handler.messages[0].startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    r = run(
+        "send",
+        str(issue(run, 2)),
+        "--yes",
+        env={**signing, "MAILER_DKIM_PRIVATE_KEY": "missing.pem"},
+    )
+    assert r.exit_code == 1 and "dkim_private_key " in r.output and "cannot read it" in r.output
+    write(
+        project / "bad.pem", "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"
+    )
+    r = run(
+        "send", str(issue(run, 2)), "--yes", env={**signing, "MAILER_DKIM_PRIVATE_KEY": "bad.pem"}
+    )
+    assert r.exit_code == 1 and r.output.startswith(
+        "Error: dkim_private_key is not an unencrypted PEM private key"
+    )
+    r = run("send", str(issue(run, 2)), "--yes", env={"MAILER_DKIM_DOMAIN": "example.com"})
+    assert r.output.startswith(
+        "Error: DKIM needs dkim_domain, dkim_selector and dkim_private_key; set dkim_selector"
+    )
+    assert run(
+        "dkim", "keygen", "--domain", "example.com", "-o", str(project / "dkim.pem")
+    ).output.startswith(f"Error: {project / 'dkim.pem'} exists already")
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+
+def server_context(certs):  # type: ignore[no-untyped-def]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.cert, certs.key)
+    return context
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_tls_with_a_private_ca(run: Cli, project: Path, tmp_path: Path, mode: str) -> None:
+    certs = make_certs(tmp_path / "tls")
+    kwargs = (
+        {"tls_context": server_context(certs), "require_starttls": True}
+        if mode == "starttls"
+        else {"ssl_context": server_context(certs)}
+    )
+    run("subscribers", "add", "ann@example.com")
+    with SmtpServer(**kwargs) as server:
+        tls = {**env(server), "MAILER_SMTP_SECURITY": mode, "MAILER_SMTP_CA_FILE": str(certs.ca)}
+        r = run("send", str(issue(run, 1)), "--yes", env=tls)
+        assert r.exit_code == 0, r.output
+        assert dict(server.handler.delivered) == {"ann@example.com": 1}
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_a_certificate_for_another_host_is_refused(
+    run: Cli, project: Path, tmp_path: Path, mode: str
+) -> None:
+    certs = make_certs(tmp_path / "tls", names=("mail.example.test",))
+    kwargs = (
+        {"tls_context": server_context(certs), "require_starttls": True}
+        if mode == "starttls"
+        else {"ssl_context": server_context(certs)}
+    )
+    run("subscribers", "add", "ann@example.com")
+    with SmtpServer(**kwargs) as server:
+        tls = {**env(server), "MAILER_SMTP_SECURITY": mode, "MAILER_SMTP_CA_FILE": str(certs.ca)}
+        r = run("send", str(issue(run, 1)), "--yes", env=tls)
+        assert r.exit_code == 1, r.output
+        assert (
+            f"Error: stopped: SMTP server 127.0.0.1:{server.port}: its TLS certificate is not trusted (IP address mismatch"
+            in r.output
+        )
+        assert not server.handler.delivered
+    status = run("status", str(issue(run, 1)), "--json")
+    assert '"pending": 1' in status.output  # nothing sent, nothing ambiguous
