@@ -355,3 +355,26 @@ def test_a_certificate_for_another_host_is_refused(
         assert not server.handler.delivered
     status = run("status", str(issue(run, 1)), "--json")
     assert '"pending": 1' in status.output  # nothing sent, nothing ambiguous
+
+
+def test_openssl_rsa_gives_dkimpys_exact_signature(
+    project: Path, dkim_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one step handed to OpenSSL (the RSA operation) yields dkimpy's own bytes."""
+    import dkim
+    import dkim.crypto
+
+    from mailer.delivery.dkim import DkimSigner
+
+    monkeypatch.setattr(dkim.time, "time", lambda: 1_790_000_000)  # the same t= for both
+    signer = DkimSigner("example.com", "s1", (project / "dkim.pem").read_bytes())
+    message = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nbody\r\n"
+    fast = signer.sign(message)
+    patched = dkim.RSASSA_PKCS1_v1_5_sign
+    try:
+        dkim.RSASSA_PKCS1_v1_5_sign = dkim.crypto.RSASSA_PKCS1_v1_5_sign  # dkimpy's pure Python
+        slow = signer.sign(message)
+    finally:
+        dkim.RSASSA_PKCS1_v1_5_sign = patched
+    assert patched is not dkim.crypto.RSASSA_PKCS1_v1_5_sign
+    assert fast == slow and b"t=1790000000;" in fast
