@@ -64,6 +64,10 @@ class Settings:
     dkim_domain: str = ""
     dkim_selector: str = ""
     dkim_private_key: str = ""  # a PEM file's path, or the PEM itself (MAILER_DKIM_PRIVATE_KEY)
+    accent_color: str = "#0b63ce"  # links and the masthead rule
+    logo_url: str = ""  # an https:// image for the masthead (about 2× its 200 px display width)
+    web_font: str = ""  # opt-in web font family name, put first in the stack
+    web_font_url: str = ""  # its CSS URL (e.g. a Google Fonts css2 link); readers' clients fetch it
 
     def require(self, *keys: str) -> None:
         """Fail with one line naming the variable and the toml key of the first missing one."""
@@ -306,6 +310,18 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "bounce_fetch_interval": _between(0, 86400),
     "soft_bounce_limit": _between(1, 100),
     "dkim_domain": lambda v: _one_line(v).encode("idna").decode("ascii") if v else v,
+    "accent_color": lambda v: (
+        v if re.fullmatch(r"#[0-9A-Fa-f]{6}", v) else _fail("must be #RRGGBB")
+    ),
+    "logo_url": lambda v: (
+        v if not v or _url(v).startswith("https://") else _fail("must be https://")
+    ),
+    "web_font": lambda v: (
+        v if re.fullmatch(r"[A-Za-z0-9 _-]*", v) else _fail("must be a font family name")
+    ),
+    "web_font_url": lambda v: (
+        v if not v or _url(v).startswith("https://") else _fail("must be https://")
+    ),
     "dkim_selector": lambda v: (
         v if re.fullmatch(r"[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", v) else _fail("must be a DNS label")
     ),
@@ -332,6 +348,10 @@ EXAMPLES = {
     "soft_bounce_limit": "3",
     "dkim_domain": '"example.com"',
     "dkim_selector": '"mailer"',
+    "accent_color": '"#0b63ce"',
+    "logo_url": '"https://news.example.com/logo.png"',
+    "web_font": '"Inter"',
+    "web_font_url": '"https://fonts.googleapis.com/css2?family=Inter"',
 }
 
 

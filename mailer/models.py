@@ -188,7 +188,7 @@ class Mailing(Protocol):
         the recipient's unsubscribe URL under "unsubscribe_url"."""
         ...
 
-    def list_headers(self, unsubscribe_url: str) -> dict[str, str]:
+    def list_headers(self, unsubscribe_url: str, r: Recipient | None = None) -> dict[str, str]:
         """List-Unsubscribe and List-Unsubscribe-Post, made in one place for every provider."""
         ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,31 @@ def test_build_sample_is_under_gmail_limit(run: Cli, sample_issue: Path, tmp_pat
         assert url in html.replace("&amp;", "&")
 
 
+def test_build_warns_from_75_and_refuses_from_95_kb(run: Cli, tmp_path: Path) -> None:
+    def build(items: int):  # type: ignore[no-untyped-def]
+        issue = write(
+            tmp_path / f"i{items}.md",
+            "# Big\n\n"
+            + "".join(f"- item {i} [link](https://example.com/{i})\n" for i in range(items)),
+        )
+        return run("build", str(issue), "-o", str(tmp_path / "out"))
+
+    sizes = {}
+    for items in range(100, 1400, 50):
+        r = build(items)
+        m = re.search(r"\.html\s+([\d.]+) KB", r.output) or re.search(
+            r"HTML is ([\d.]+) KB", r.output
+        )
+        assert m is not None, r.output
+        sizes[items] = (float(m.group(1)), r.exit_code, "warning: HTML is" in r.output)
+    for kb, code, warned in sizes.values():
+        assert code == (1 if kb > 95 else 0), sizes
+        assert warned == (75 < kb <= 95), sizes
+    assert any(75 < kb <= 95 for kb, _, _ in sizes.values()) and any(
+        kb > 95 for kb, _, _ in sizes.values()
+    )
+
+
 def test_build_refuses_html_gmail_would_clip(run: Cli, tmp_path: Path) -> None:
     issue = write(
         tmp_path / "huge.md",
@@ -83,7 +109,8 @@ def test_build_refuses_html_gmail_would_clip(run: Cli, tmp_path: Path) -> None:
     result = run("build", str(issue), "-o", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert (
-        "over Gmail's 102 KB clipping limit; shorten the issue or split it in two" in result.output
+        "KB; Gmail clips at 102 KB and mailer keeps a margin (at most 95 KB): shorten the issue or split it in two"
+        in result.output
     )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -96,7 +123,7 @@ def test_build_warns_when_close_to_the_limit(run: Cli, tmp_path: Path) -> None:
     )
     result = run("build", str(issue), "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    assert "close to Gmail's 102 KB clipping limit" in result.output
+    assert "close to the 95 KB mailer allows (Gmail clips at 102 KB)" in result.output
 
 
 @pytest.mark.parametrize(

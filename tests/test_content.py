@@ -117,7 +117,11 @@ def test_html_has_every_link_lang_dark_mode_and_fonts(renderer: Renderer, tmp_pa
     assert "PingFang SC" in html and "Noto Sans CJK SC" in html and "Apple Color Emoji" in html
     assert "prefers-color-scheme: dark" in html
     # premailer inlined the content styles onto the elements themselves
-    assert re.search(r'<blockquote style="[^"]*border-left:4px solid', html)
+    assert re.search(
+        r'<table role="presentation" class="mailer-quote"[^>]*>\s*<tr>\s*<td style="[^"]*border-left:4px solid',
+        html,
+    )
+    assert html.startswith("<!doctype html>") and "fonts.googleapis.com" not in html
     assert re.search(r'<img [^>]*style="[^"]*max-width:100%', html)
     assert "display:none" in html and "First paragraph with emphasis" in html
 
@@ -126,14 +130,18 @@ def test_text_part_says_the_same_thing(renderer: Renderer, tmp_path: Path) -> No
     r = renderer.render(load_issue(write(tmp_path / "d.md", DIGEST)))
     _, text = r.personalize("https://news.example.com/u/tok", "a@example.com", "Ann")
     assert "🔧 Tools\n--------" in text
-    assert "- Tool one — does things. — Source Blog Read more → (https://example.com/one)" in text
+    assert (
+        "- Tool one — does things. — Source Blog Read more →\n  (https://example.com/one)" in text
+    )
     assert "> A blockquote summary." in text
     assert "### 1. Numbered link heading (https://example.org/three)" in text
     assert "a | b\n1 | 2" in text
     assert "[diagram: https://example.com/img.png]" in text
-    assert "Unsubscribe: https://news.example.com/u/tok" in text
+    assert "Unsubscribe:\nhttps://news.example.com/u/tok" in text
     assert "Example Media, 1 Example Street" in text
     assert all(len(line.encode()) < 998 for line in text.splitlines())
+    long = [line for line in text.splitlines() if markdown._width(line) > 76]
+    assert all(re.fullmatch(r"\(?https?://\S+", line.strip()) for line in long), long
 
 
 def test_names_cannot_inject_markup_or_break_lines(renderer: Renderer, tmp_path: Path) -> None:

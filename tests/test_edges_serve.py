@@ -170,7 +170,11 @@ def test_concurrent_subscribes_and_long_forwarded_for(settings: Settings, store:
         deadline = time.monotonic() + 60
         while store.queue.count() and time.monotonic() < deadline:
             time.sleep(0.01)  # the background thread drains what the pages queued
-        assert store.queue.count() == 0
+        with store.engine.connect() as conn:
+            left = conn.exec_driver_sql(
+                "SELECT attempts, last_error, next_at FROM mail_queue"
+            ).all()
+        assert not left, left
         s = store.subscribers.require("same@example.com")
         assert s.status == "pending" and len(s.consent_source or "") > 0
     finally:

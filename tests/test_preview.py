@@ -126,7 +126,7 @@ def test_views_live_reload_and_errors_in_chromium(
     frame = page.frame_locator("#email")
     frame.locator("text=Weekly AI Roundup").wait_for()
     page.locator("#subject", has_text="本周 AI 周报").wait_for()
-    assert "KB of Gmail's 102 KB" in page.locator("#size").inner_text()
+    assert "KB of 95 KB (Gmail clips at 102)" in page.locator("#size").inner_text()
     page.screenshot(path=str(tmp_path / "desktop.png"))
     assert page.evaluate("document.getElementById('email').getBoundingClientRect().width") >= 600
 

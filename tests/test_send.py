@@ -418,7 +418,7 @@ def test_spamassassin_scores_real_issues_low(run: Cli, project: Path, sample_iss
     for path in eml_files(project):
         report = subprocess.run(
             ["spamassassin", "-L", "-t"], input=path.read_bytes(), capture_output=True, timeout=120
-        ).stdout.decode()
+        ).stdout.decode("utf-8", "replace")  # the report quotes the message's own bytes
         score = float(
             re.search(r"Content analysis details:\s+\((-?[\d.]+) points", report).group(1)
         )  # type: ignore[union-attr]

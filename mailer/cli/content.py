@@ -47,7 +47,7 @@ def init(directory: Path) -> None:
 def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None) -> None:
     """Compile an issue to the HTML and text a subscriber will get.
 
-    Exits 1 when the HTML would be clipped by Gmail (over 102 KB).
+    Exits 1 when the HTML is over 95 KB (Gmail clips at 102 KB; mailer keeps a margin).
 
     \b
     Example:

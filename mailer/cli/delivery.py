@@ -296,8 +296,9 @@ def fetch(obj: Obj, dry_run: bool) -> None:
     verb = "would be" if dry_run else "were"
     click.echo(
         f"{r.messages} message(s): {o['bounced']} {verb} marked bounced, {o['complained']} "
-        f"complained, {o['soft']} soft bounce(s) counted, {o['unknown']} for addresses not on "
-        f"the list, {o['duplicate'] + o['unchanged']} already applied"
+        f"complained, {o['soft']} soft bounce(s) counted, {o['unsubscribed']} unsubscribed by "
+        f"mail, {o['unknown']} for addresses not on the list, "
+        f"{o['duplicate'] + o['unchanged']} already applied"
     )
     for address, outcome in r.changes[:50]:
         click.echo(f"  {safe(address)}: {outcome}")

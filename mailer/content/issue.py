@@ -141,10 +141,24 @@ def _first_heading(tokens: list[Token]) -> str:
 
 
 def _first_paragraph(tokens: list[Token]) -> str:
+    """The first paragraph with words of its own: a lone link ("原文链接", "Read more")
+    is no preview of the issue."""
     for i, tok in enumerate(tokens):
-        if tok.type == "paragraph_open" and not tok.hidden:
+        if tok.type == "paragraph_open" and not tok.hidden and not _only_links(tokens[i + 1]):
             return markdown.inline_text(tokens[i + 1])
     return ""
+
+
+def _only_links(inline: Token) -> bool:
+    depth, words_outside = 0, False
+    for child in inline.children or []:
+        if child.type == "link_open":
+            depth += 1
+        elif child.type == "link_close":
+            depth -= 1
+        elif child.type in ("text", "code_inline") and child.content.strip() and depth == 0:
+            words_outside = True
+    return not words_outside
 
 
 def _slug_from_stem(stem: str) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import re
 import textwrap
+import unicodedata
 from collections.abc import Sequence
+from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -20,7 +23,22 @@ def parser() -> MarkdownIt:
     # silently, so too_deep() refuses an issue that comes near it.
     md = MarkdownIt("commonmark", {"html": False, "typographer": False, "maxNesting": MAX_NESTING})
     md.enable(["table", "strikethrough"])
+    # Quotes as a one-cell table: Outlook for Windows drops padding on a block element and
+    # paints its background into the margins.
+    md.add_render_rule("blockquote_open", _quote_open)
+    md.add_render_rule("blockquote_close", _quote_close)
     return md
+
+
+def _quote_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return (
+        '<table role="presentation" class="mailer-quote" width="100%" cellpadding="0" '
+        'cellspacing="0" border="0"><tr><td>\n'
+    )
+
+
+def _quote_close(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return "</td></tr></table>\n"
 
 
 def parse(body: str) -> list[Token]:
@@ -76,13 +94,17 @@ class _TextRenderer:
         self.pending_marker = ""
         self.row: list[str] = []
         self.table: list[list[str]] = []
+        self.markers: list[int] = []  # marker width of each open list item
 
-    def emit(self, text: str) -> None:
+    def emit(self, text: str, wrap: bool = True) -> None:
         prefix = "".join(self.prefixes)
         marker, self.pending_marker = self.pending_marker, ""
-        lines = text.split("\n")
-        first = prefix + marker + lines[0]
         rest_prefix = prefix + " " * len(marker)
+        width = max(WRAP - _width(rest_prefix), 20)
+        lines = []
+        for line in text.split("\n"):
+            lines += wrap_line(line, width) if wrap else [line]
+        first = prefix + marker + lines[0]
         self.blocks.append("\n".join([first, *(rest_prefix + line for line in lines[1:])]))
 
     def inline(self, token: Token) -> str:
@@ -90,9 +112,13 @@ class _TextRenderer:
         href_stack: list[str] = []
         for child in token.children or []:
             t = child.type
-            if t in ("text", "code_inline"):
+            if t == "text":
                 out.append(child.content)
-            elif t == "softbreak" or t == "hardbreak":
+            elif t == "code_inline":
+                out.append(f"`{child.content}`")  # as a reader of the Markdown would see it
+            elif t == "softbreak":
+                out.append(" ")  # the text is wrapped anew
+            elif t == "hardbreak":
                 out.append("\n")
             elif t == "link_open":
                 href_stack.append(str(child.attrs.get("href", "")))
@@ -124,21 +150,26 @@ class _TextRenderer:
         if getattr(self, "heading", ""):
             level = self.heading
             self.heading = ""
-            if level == "h1":
-                text = f"{text}\n{'=' * min(_width(text), 70)}"
-            elif level == "h2":
-                text = f"{text}\n{'-' * min(_width(text), 70)}"
-            else:
-                text = f"{'#' * int(level[1])} {text}"
+            if level in ("h1", "h2"):
+                self.emit(heading_text(text, "=" if level == "h1" else "-"), wrap=False)
+                return
+            text = f"{'#' * int(level[1])} {text}"
         self.emit(text)
 
     in_cell = False
     heading = ""
 
+    def _nest(self) -> None:
+        # A list inside an item starts under the item's text, not at column 0.
+        if self.prefixes and self.markers:
+            self.prefixes[-1] = " " * self.markers[-1]
+
     def on_bullet_list_open(self, tok: Token) -> None:
+        self._nest()
         self.lists.append([])
 
     def on_ordered_list_open(self, tok: Token) -> None:
+        self._nest()
         start = tok.attrs.get("start", 1)
         self.lists.append([int(start)])
 
@@ -155,9 +186,11 @@ class _TextRenderer:
         else:
             self.pending_marker = "- "
         self.prefixes.append("")
+        self.markers.append(len(self.pending_marker))
 
     def on_list_item_close(self, tok: Token) -> None:
         self.prefixes.pop()
+        self.markers.pop()
         self.pending_marker = ""
 
     def on_paragraph_open(self, tok: Token) -> None:
@@ -176,7 +209,7 @@ class _TextRenderer:
         self.emit("-" * 30)
 
     def on_fence(self, tok: Token) -> None:
-        self.emit(textwrap.indent(tok.content.rstrip("\n"), "    "))
+        self.emit(textwrap.indent(tok.content.rstrip("\n"), "    "), wrap=False)
 
     on_code_block = on_fence
 
@@ -201,12 +234,71 @@ class _TextRenderer:
 
     def on_table_close(self, tok: Token) -> None:
         rows, self.table = self.table, []
-        self.emit("\n".join(" | ".join(cells) for cells in rows))
+        self.emit("\n".join(" | ".join(cells) for cells in rows), wrap=False)
+
+
+WRAP = 76  # display columns of the plain-text part (RFC 3676's advice, CJK counted double)
+_URL = re.compile(r"\(?(?:https?://|mailto:)\S+")
+_CLOSING = "，。、；：！？）」』】》〉…,.;:!?)"  # never at the start of a line (kinsoku)
+
+
+def _char_width(c: str) -> int:
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
 
 
 def _width(text: str) -> int:
-    # CJK characters take two columns in a monospace mail reader.
-    return sum(2 if ord(c) > 0x2E80 else 1 for c in text.split("\n")[0])
+    """Display columns: CJK characters take two in a monospace mail reader."""
+    return sum(_char_width(c) for c in text.split("\n")[0])
+
+
+def _units(word: str) -> list[str]:
+    """Where a word may break: a URL never; CJK between any two characters (keeping
+    closing punctuation with the character before it); other text only at spaces."""
+    if _URL.match(word) or all(_char_width(c) == 1 for c in word):
+        return [word]
+    units: list[str] = []
+    run = ""
+    for c in word:
+        if _char_width(c) == 2 or c in _CLOSING:
+            if run:
+                units.append(run)
+                run = ""
+            if c in _CLOSING and units:
+                units[-1] += c
+            else:
+                units.append(c)
+        else:
+            run += c
+    if run:
+        units.append(run)
+    return units
+
+
+def wrap_line(line: str, width: int = WRAP) -> list[str]:
+    """One line wrapped to `width` display columns, never breaking a URL."""
+    if _width(line) <= width:
+        return [line]
+    lines: list[str] = []
+    current, used = "", 0
+    for word in line.split():
+        for n, unit in enumerate(_units(word)):
+            sep = " " if current and n == 0 else ""
+            w = _width(unit)
+            if current and used + len(sep) + w > width:
+                lines.append(current)
+                current, used = unit, w
+            else:
+                current += sep + unit
+                used += len(sep) + w
+    if current:
+        lines.append(current)
+    return lines or [""]
+
+
+def heading_text(title: str, rule: str = "=") -> str:
+    """A title as the text part shows an <h1> ('=') or <h2> ('-'): wrapped, underlined."""
+    lines = wrap_line(title, WRAP)
+    return "\n".join([*lines, rule * min(max(_width(line) for line in lines), WRAP)])
 
 
 def to_text(tokens: Sequence[Token]) -> str:

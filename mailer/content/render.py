@@ -15,12 +15,18 @@ from mailer.content.placeholders import Compiled
 from mailer.errors import InputError, TemplateError
 from mailer.models import Issue
 
+# System fonts only: a web font is a request to a third party from every reader who opens
+# the mail (Apple Mail follows <link>s), and mrml adds Google's Roboto link whenever the
+# stack names Roboto. A writer who wants one sets web_font.
 FONT_STACK = (
-    "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, "
+    "-apple-system, BlinkMacSystemFont, 'Segoe UI', 'Helvetica Neue', Arial, "
     "'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', 'Noto Sans CJK SC', "
     "'Noto Sans SC', sans-serif, 'Apple Color Emoji', 'Segoe UI Emoji', 'Noto Color Emoji'"
 )
 RTL_LANGUAGES = ("ar", "he", "fa", "ur")
+# Invisible characters after the hidden preheader: inbox previews show about 100-140
+# characters, and without filler they run on into the first text of the mail.
+PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 110
 
 
 @dataclass(frozen=True)
@@ -54,15 +60,23 @@ class Renderer:
             "postal_address": s.postal_address,
             "lang": lang,
             "dir": "rtl" if lang.split("-")[0] in RTL_LANGUAGES else "ltr",
-            "font_stack": FONT_STACK,
-            "css": Markup(self._source("email.css")),
-            "dark_css": Markup(self._source("dark.css")),
+            "font_stack": f"'{s.web_font}', {FONT_STACK}" if s.web_font else FONT_STACK,
+            "web_font": s.web_font,
+            "web_font_url": s.web_font_url,
+            "accent": s.accent_color,
+            "logo_url": s.logo_url,
+            "preheader_padding": Markup(PREHEADER_PADDING),
+            # An issue whose headings start at ## gets its subject as the one <h1>.
+            "has_h1": any(t.type == "heading_open" and t.tag == "h1" for t in tokens),
             **{f: Markup(tok) for f, tok in placeholders.TOKENS.items()},
         }
+        context["title_text"] = markdown.heading_text(issue.subject)
+        context["css"] = Markup(templates.render(self.env, "email.css", context))
+        context["dark_css"] = Markup(templates.render(self.env, "dark.css", context))
         mjml_source = templates.render(
             self.env, "newsletter.mjml.j2", {**context, "content": Markup(markdown.to_html(tokens))}
         )
-        html = inline_css(mjml_to_html(mjml_source, self._path("newsletter.mjml.j2")))
+        html = with_doctype(inline_css(mjml_to_html(mjml_source, self._path("newsletter.mjml.j2"))))
         text = templates.render(
             self.env, "newsletter.txt.j2", {**context, "content": markdown.to_text(tokens)}
         )
@@ -72,14 +86,6 @@ class Renderer:
             text=Compiled.of(_normalize_text(text)),
             warnings=tuple(checks.content_warnings(tokens)),
         )
-
-    def _source(self, name: str) -> str:
-        try:
-            return self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
-        except Exception:
-            raise TemplateError(
-                f"template {name} not found; run 'mailer init' to restore the defaults"
-            ) from None
 
     def _path(self, name: str) -> str:
         try:
@@ -95,6 +101,12 @@ def mjml_to_html(source: str, path: str) -> str:
         return mjml2html(source, disable_comments=True)
     except ValueError as e:
         raise TemplateError(f"{path}: MJML error: {e}; fix the template's MJML") from None
+
+
+def with_doctype(html: str) -> str:
+    """premailer drops MJML's <!doctype html>: without it clients that honour it render in
+    quirks mode (table cells lose inherited colours and sizes)."""
+    return html if html[:15].lower().startswith("<!doctype") else "<!doctype html>\n" + html
 
 
 def inline_css(html: str) -> str:

@@ -57,7 +57,7 @@ def fetch(settings: Settings, dry_run: bool = False) -> FetchResult:
                     )
                     outcome = apply_bounce(conn, bounce, settings.soft_bounce_limit)
                     result.outcomes[outcome] += 1
-                    if outcome in ("bounced", "complained"):
+                    if outcome in ("bounced", "complained", "unsubscribed"):
                         result.changes.append((f.email or f"subscriber {f.subscriber_id}", outcome))
             done.append(uid)
         if dry is not None:

@@ -64,11 +64,8 @@ def build_issue(
     size = len(html.encode("utf-8"))
     result = BuildResult(subject=rendered.issue.subject, warnings=list(rendered.warnings))
     result.warnings += checks.size_warnings(size)
-    if size > checks.GMAIL_CLIP_BYTES:
-        result.error = (
-            f"{path}: HTML is {size / 1024:.1f} KB, over Gmail's 102 KB clipping limit; "
-            "shorten the issue or split it in two"
-        )
+    if checks.too_large(path, size):
+        result.error = checks.too_large(path, size)
         return result
     out = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
     html_path, text_path = write_build(html, text, out, rendered.issue.slug)

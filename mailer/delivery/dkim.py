@@ -25,6 +25,7 @@ SIGNED_HEADERS = (
     b"list-id",
     b"list-unsubscribe",
     b"list-unsubscribe-post",
+    b"feedback-id",  # Gmail counts it only when the signature covers it
     b"mime-version",
     b"content-type",
 )

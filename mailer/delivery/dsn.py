@@ -18,7 +18,7 @@ from email.message import Message
 
 from mailer.tokens import verp_ids
 
-HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
+HARD, SOFT, COMPLAINT, UNSUBSCRIBE = "hard", "soft", "complaint", "unsubscribe"
 # Headers a delivering MTA records the envelope recipient in (the VERP address).
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 _MESSAGE_ID = re.compile(r"<([0-9a-f]{16})\.([0-9a-f]{1,8})@[^>\s]+>")
@@ -41,6 +41,9 @@ class Report:
 
 def read(raw: bytes, secret_key: str, bounce_address: str) -> Report:
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    asked = _verp(msg, secret_key, bounce_address, "u.")
+    if asked is not None:  # a mail to the List-Unsubscribe mailto: the person leaving
+        return Report([_finding(UNSUBSCRIBE, None, asked, None)])
     verp = _verp(msg, secret_key, bounce_address)
     original = _original_headers(msg)
     mid = _our_message_id(original)
@@ -83,11 +86,16 @@ def _text(address: bytes | str) -> str:
     return value.strip().strip("<>").lower()
 
 
-def _verp(msg: Message, secret_key: str, bounce_address: str) -> tuple[int, int] | None:
+def _verp(
+    msg: Message, secret_key: str, bounce_address: str, kind: str = ""
+) -> tuple[int, int] | None:
+    """The ids in a VERP address the message was delivered to: `local+TOKEN@domain` for
+    bounces, `local+u.TOKEN@domain` (kind "u.") for mailto: unsubscribes."""
     if not bounce_address:
         return None
     local, _, domain = bounce_address.lower().rpartition("@")
-    pattern = re.compile(re.escape(local) + r"\+([0-9a-z.]+)@" + re.escape(domain), re.I)
+    after = re.escape(kind) + r"([0-9a-f]{1,8}\.[0-9a-f]{1,8}\.[a-z2-7]{16})@"
+    pattern = re.compile(re.escape(local) + r"\+" + after + re.escape(domain), re.I)
     for name in _ENVELOPE_HEADERS:
         for value in msg.get_all(name) or []:
             m = pattern.search(str(value))

@@ -36,7 +36,13 @@ def snapshot_of(settings: Settings, rendered: RenderedIssue) -> Snapshot:
         preheader=issue.preheader,
         html=rendered.html.template,
         text=rendered.text.template,
-        headers={"List-Id": f"{settings.display_name} <{settings.effective_list_id}>"},
+        headers={
+            "List-Id": f"{settings.display_name} <{settings.effective_list_id}>",
+            # Gmail's feedback loop groups complaints by these (campaign:list:type:sender).
+            "Feedback-ID": f"{issue.slug}:{settings.effective_list_id}:newsletter:mailer",
+            # Vacation responders skip bulk mail: no "I am away" reply to every issue.
+            "Precedence": "bulk",
+        },
         source=settings.relative(issue.source),
     )
 
@@ -77,6 +83,8 @@ class IssueMailing:
         self.signer: TokenSigner = unsubscribe_signer(settings.secret_key or PREVIEW_SECRET)
         self.secret_key = settings.secret_key or PREVIEW_SECRET
         self.bounce_address = settings.bounce_address
+        # A mailto: unsubscribe only where `mailer bounces fetch` reads the mailbox.
+        self.mailto_unsubscribe = bool(settings.bounce_address and settings.bounce_imap_url)
         self.dkim = signer_from(settings)
         self.factory = MessageFactory(
             sender=address(settings.from_name, settings.from_email),
@@ -100,8 +108,15 @@ class IssueMailing:
     def values(self, r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
         return both_values(self.unsubscribe_url(r), r.email, r.name)
 
-    def list_headers(self, unsubscribe_url: str) -> dict[str, str]:
-        return list_headers(unsubscribe_url)
+    def list_headers(self, unsubscribe_url: str, r: Recipient | None = None) -> dict[str, str]:
+        return list_headers(unsubscribe_url, self.unsubscribe_mailto(r) if r else "")
+
+    def unsubscribe_mailto(self, r: Recipient) -> str:
+        """bounces+u.TOKEN@domain: a mail to it unsubscribes r (read by bounces fetch)."""
+        if not self.mailto_unsubscribe or r.key <= 0 or self.issue_id <= 0:
+            return ""
+        token = "u." + verp_token(self.secret_key, r.key, self.issue_id)
+        return verp_address(self.bounce_address, token)
 
     def message_id(self, r: Recipient) -> str:
         who = f"{r.key:x}" if r.key >= 0 else f"t{-r.key:x}"
@@ -125,6 +140,10 @@ class IssueMailing:
     def message(self, r: Recipient) -> bytes:
         html, text, url = self.parts(r)
         data = self.factory.build(
-            address(clean_text(r.name), r.email), self.message_id(r), list_headers(url), html, text
+            address(clean_text(r.name), r.email),
+            self.message_id(r),
+            self.list_headers(url, r),
+            html,
+            text,
         )
         return self.dkim.sign(data) if self.dkim is not None else data

@@ -46,12 +46,11 @@ def header_line(name: str, value: str) -> bytes:
     return msg.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n"
 
 
-def list_headers(unsubscribe_url: str) -> dict[str, str]:
-    """RFC 2369 / RFC 8058 headers every message carries, whichever provider sends it."""
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+def list_headers(unsubscribe_url: str, mailto: str = "") -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers every message carries, whichever provider sends it.
+    The mailto: alternative is offered only where mailer reads that mailbox."""
+    links = f"<{unsubscribe_url}>" + (f", <mailto:{mailto}?subject=unsubscribe>" if mailto else "")
+    return {"List-Unsubscribe": links, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def address(name: str, addr: str) -> str:
@@ -100,7 +99,12 @@ class MessageFactory:
         personal = b"".join(
             [
                 b"To: " + to.encode("ascii") + b"\r\n",
-                b"Date: " + email.utils.formatdate(date or time.time()).encode() + b"\r\n",
+                # +0000, not -0000: the zone is known (RFC 5322 3.3)
+                b"Date: "
+                + email.utils.formatdate(date or time.time(), usegmt=False)
+                .replace("-0000", "+0000")
+                .encode()
+                + b"\r\n",
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
                 *(f"{k}: {v}\r\n".encode("ascii") for k, v in recipient_headers.items()),
             ]

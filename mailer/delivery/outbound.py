@@ -46,7 +46,11 @@ class Outbound:
         with self.lock:
             while jobs := self.store.queue.claim():
                 for job in jobs:
-                    self._one(job)
+                    try:
+                        self._one(job)
+                    except Exception as e:  # one job's surprise must not strand the others
+                        log.error("mail queue: %s", type(e).__name__)
+                        self.store.queue.later(job, type(e).__name__)
                     handled += 1
         return handled
 

@@ -70,11 +70,9 @@ def prepare(settings: Settings, path: Path) -> RenderedIssue:
             f"{path}: {problems[0]}; restore it in templates/ (see 'mailer init') before sending"
         )
     size = len(rendered.html.template.encode("utf-8"))
-    if size > checks.GMAIL_CLIP_BYTES:
-        raise SizeError(
-            f"{path}: HTML is {size / 1024:.1f} KB, over Gmail's 102 KB clipping limit; "
-            "shorten the issue before sending"
-        )
+    too_large = checks.too_large(path, size)
+    if too_large:
+        raise SizeError(too_large)
     return rendered
 
 

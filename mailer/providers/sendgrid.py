@@ -53,7 +53,7 @@ def build_request(mailing: Mailing, group: Sequence[Recipient]) -> dict[str, Any
         personalizations.append(
             {
                 "to": [{"email": r.email, "name": name} if name else {"email": r.email}],
-                "headers": mailing.list_headers(text_vals["unsubscribe_url"]),
+                "headers": mailing.list_headers(text_vals["unsubscribe_url"], r),
                 "substitutions": {
                     key: (html_vals if html else text_vals)[f] for key, f, html in keys
                 },

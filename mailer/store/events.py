@@ -154,6 +154,7 @@ BOUNCE_EVENT = {
     "hard": EventType.BOUNCED,
     "soft": EventType.SOFT_BOUNCED,
     "complaint": EventType.COMPLAINED,
+    "unsubscribe": EventType.UNSUBSCRIBED,
 }
 
 
@@ -187,6 +188,11 @@ def apply_bounce(conn: sa.Connection, b: Bounce, soft_limit: int) -> str:
     )
     if sid is None:
         return "unknown"
+    if b.kind == "unsubscribe":  # their mail to the List-Unsubscribe mailto: their own act
+        done = change_status(
+            conn, sid, SubscriberStatus.UNSUBSCRIBED, Actor.ONE_CLICK, "mailto unsubscribe"
+        )
+        return "unsubscribed" if done else "unchanged"
     if b.kind == "complaint":
         done = change_status(
             conn, sid, SubscriberStatus.COMPLAINED, Actor.PROVIDER, "arf complaint"

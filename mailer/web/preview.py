@@ -59,7 +59,7 @@ class Rendered:
             "preheader": self.preheader,
             "date": self.date,
             "size": self.size,
-            "limit": checks.GMAIL_CLIP_BYTES,
+            "limit": checks.REFUSE_BYTES,
             "warnings": self.warnings,
             "error": self.error,
         }
@@ -109,10 +109,8 @@ class Previewer:
         out.source = message.decode("ascii", "replace").replace("\r\n", "\n")
         out.size = len(out.html.encode("utf-8"))
         out.warnings = list(rendered.warnings) + checks.size_warnings(out.size)
-        if out.size > checks.GMAIL_CLIP_BYTES:
-            out.warnings.append(
-                f"HTML is {out.size / 1024:.1f} KB: Gmail will clip it (limit 102 KB)"
-            )
+        if checks.too_large(name, out.size):
+            out.warnings.append(checks.too_large(name, out.size))
         return out
 
     def watched(self) -> list[Path]:
