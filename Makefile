@@ -3,15 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+JS := tests/js
 
 .PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(JS)/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@# The email checkers the tests run (caniemail data, axe-core), pinned by the lock file.
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(JS) --no-audit --no-fund --silent; \
+	else echo "npm not found: the caniemail/axe-core tests will skip (apt-get install npm)"; fi
 	touch $(STAMP)
 
 demo: setup
@@ -29,4 +33,4 @@ bench: setup
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) demo build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(JS)/node_modules demo build .pytest_cache .mypy_cache .ruff_cache
