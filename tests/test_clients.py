@@ -197,3 +197,32 @@ def test_the_inbox_preview_is_the_preheader_alone(
     assert preview.startswith("本周最重要的三件事。")
     after = preview[len("本周最重要的三件事。") :][:110]
     assert not re.search(r"\w", after.replace("\u034f", "").replace("\u200c", "")), after[:40]
+
+
+def _outlook(html: str) -> tuple[list[str], list[str]]:
+    """What Outlook for Windows reads: the tags and widths inside <!--[if mso | IE]>."""
+    blocks = re.findall(r"<!--\[if mso \| IE\]>(.*?)<!\[endif\]-->", html, re.S)
+    tags = [t for b in blocks for t in re.findall(r"<(/?\w+)", b)]
+    widths = [w for b in blocks for w in re.findall(r'width="(\d+)"', b)]
+    return tags, widths
+
+
+def test_outlook_structure_matches_official_mjml(settings: Settings, tmp_path: Path) -> None:
+    """mrml (Rust) builds the email; its Outlook tables must be the ones the official MJML
+    (npm) builds from the same source."""
+    need_checkers()
+    from mailer.content.render import mjml_to_html
+
+    for path in issues(settings.project):
+        source = Renderer(settings).mjml(load_issue(path))
+        mjml_file = write(tmp_path / f"{path.stem}.mjml", source)
+        official = subprocess.run(
+            ["node", str(JS / "mjml.mjs"), str(mjml_file)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        ours = mjml_to_html(source, path.name)
+        assert _outlook(ours) == _outlook(official), path.name
+        assert _outlook(ours)[0], "no Outlook tables at all"

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from markdown_it.token import Token
 from markupsafe import Markup
 
 from mailer import files
@@ -52,6 +53,31 @@ class Renderer:
     def render(self, issue: Issue) -> RenderedIssue:
         placeholders.reject_reserved(issue.body, issue.source)
         tokens = markdown.parse(issue.body)
+        context = self._context(issue, tokens)
+        html = with_doctype(
+            inline_css(mjml_to_html(self._mjml(context, tokens), self._path("newsletter.mjml.j2")))
+        )
+        text = templates.render(
+            self.env, "newsletter.txt.j2", {**context, "content": markdown.to_text(tokens)}
+        )
+        return RenderedIssue(
+            issue=issue,
+            html=Compiled.of(html),
+            text=Compiled.of(_normalize_text(text)),
+            warnings=tuple(checks.content_warnings(tokens)),
+        )
+
+    def mjml(self, issue: Issue) -> str:
+        """The MJML the template makes of an issue, before mrml (tests compare it with
+        the official MJML's HTML)."""
+        tokens = markdown.parse(issue.body)
+        return self._mjml(self._context(issue, tokens), tokens)
+
+    def _mjml(self, context: dict[str, object], tokens: list[Token]) -> str:
+        content = Markup(markdown.to_html(tokens))
+        return templates.render(self.env, "newsletter.mjml.j2", {**context, "content": content})
+
+    def _context(self, issue: Issue, tokens: list[Token]) -> dict[str, object]:
         s = self.settings
         lang = s.language or "en"
         context: dict[str, object] = {
@@ -68,24 +94,12 @@ class Renderer:
             "preheader_padding": Markup(PREHEADER_PADDING),
             # An issue whose headings start at ## gets its subject as the one <h1>.
             "has_h1": any(t.type == "heading_open" and t.tag == "h1" for t in tokens),
+            "title_text": markdown.heading_text(issue.subject),
             **{f: Markup(tok) for f, tok in placeholders.TOKENS.items()},
         }
-        context["title_text"] = markdown.heading_text(issue.subject)
         context["css"] = Markup(templates.render(self.env, "email.css", context))
         context["dark_css"] = Markup(templates.render(self.env, "dark.css", context))
-        mjml_source = templates.render(
-            self.env, "newsletter.mjml.j2", {**context, "content": Markup(markdown.to_html(tokens))}
-        )
-        html = with_doctype(inline_css(mjml_to_html(mjml_source, self._path("newsletter.mjml.j2"))))
-        text = templates.render(
-            self.env, "newsletter.txt.j2", {**context, "content": markdown.to_text(tokens)}
-        )
-        return RenderedIssue(
-            issue=issue,
-            html=Compiled.of(html),
-            text=Compiled.of(_normalize_text(text)),
-            warnings=tuple(checks.content_warnings(tokens)),
-        )
+        return context
 
     def _path(self, name: str) -> str:
         try:
