@@ -68,6 +68,7 @@ class Settings:
     logo_url: str = ""  # an https:// image for the masthead (about 2× its 200 px display width)
     web_font: str = ""  # opt-in web font family name, put first in the stack
     web_font_url: str = ""  # its CSS URL (e.g. a Google Fonts css2 link); readers' clients fetch it
+    image_size_timeout: float = 5.0  # seconds to read a remote image's size; 0 = do not fetch
 
     def require(self, *keys: str) -> None:
         """Fail with one line naming the variable and the toml key of the first missing one."""
@@ -308,6 +309,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "bounce_address": _address,
     "bounce_imap_url": lambda v: _imap_url(v),
     "bounce_fetch_interval": _between(0, 86400),
+    "image_size_timeout": _between(0, 60),
     "soft_bounce_limit": _between(1, 100),
     "dkim_domain": lambda v: _one_line(v).encode("idna").decode("ascii") if v else v,
     "accent_color": lambda v: (
@@ -345,6 +347,7 @@ EXAMPLES = {
     "bounce_address": '"bounces@news.example.com"',
     "bounce_imap_url": '"imaps://bounces@mail.example.com/INBOX"',
     "bounce_fetch_interval": "300",
+    "image_size_timeout": "5",
     "soft_bounce_limit": "3",
     "dkim_domain": '"example.com"',
     "dkim_selector": '"mailer"',

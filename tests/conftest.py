@@ -31,6 +31,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ):
             monkeypatch.delenv(key)
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    # Tests never touch the network: issues with https://example.com images are not measured
+    # (test_clients measures images served by a local server, with its own setting).
+    monkeypatch.setenv("MAILER_IMAGE_SIZE_TIMEOUT", "0")
 
 
 @pytest.fixture

@@ -226,3 +226,43 @@ def test_outlook_structure_matches_official_mjml(settings: Settings, tmp_path: P
         ours = mjml_to_html(source, path.name)
         assert _outlook(ours) == _outlook(official), path.name
         assert _outlook(ours)[0], "no Outlook tables at all"
+
+
+def test_images_get_width_and_height_for_outlook(sqlite_project: Path, tmp_path: Path) -> None:
+    """Sizes read from the images themselves (a local HTTP server stands in for the web)."""
+    import functools
+    import http.server
+    import threading
+
+    from PIL import Image
+
+    from tests.servers import free_port
+
+    Image.new("RGB", (1600, 900), "navy").save(tmp_path / "wide.png")
+    Image.new("RGB", (100, 50), "red").save(tmp_path / "small.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    dead = f"http://127.0.0.1:{free_port()}/gone.png"
+    try:
+        issue = write(
+            tmp_path / "pics.md",
+            f"# Pictures\n\n![wide]({base}/wide.png)\n\n![small]({base}/small.png)\n\n![gone]({dead})\n",
+        )
+        settings = load_settings(sqlite_project, {"image_size_timeout": 5})
+        rendered = Renderer(settings).render(load_issue(issue))
+    finally:
+        server.shutdown()
+        server.server_close()
+    html = rendered.html.template
+    assert re.search(
+        r'<img [^>]*src="' + re.escape(base) + r'/wide.png"[^>]*width="552" height="310"', html
+    )
+    assert re.search(
+        r'<img [^>]*src="' + re.escape(base) + r'/small.png"[^>]*width="100" height="50"', html
+    )
+    assert re.search(r"<img [^>]*max-width:100%", html)  # and the CSS still scales them on phones
+    (warning,) = [w for w in rendered.warnings if "cannot read its size" in w]
+    assert warning.startswith(f"image {dead}: cannot read its size (")

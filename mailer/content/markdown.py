@@ -27,7 +27,17 @@ def parser() -> MarkdownIt:
     # paints its background into the margins.
     md.add_render_rule("blockquote_open", _quote_open)
     md.add_render_rule("blockquote_close", _quote_close)
+    md.add_render_rule("image", _image)
     return md
+
+
+def _image(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    size = env.get("sizes", {}).get(str(token.attrs.get("src", "")))
+    if size is not None:  # Outlook sizes images by these attributes, not by CSS
+        token.attrSet("width", str(size[0]))
+        token.attrSet("height", str(size[1]))
+    return str(self.image(tokens, idx, options, env))
 
 
 def _quote_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
@@ -55,8 +65,9 @@ def too_deep(tokens: Sequence[Token]) -> int | None:
     return None
 
 
-def to_html(tokens: Sequence[Token]) -> str:
-    return str(parser().renderer.render(tokens, parser().options, {}))
+def to_html(tokens: Sequence[Token], sizes: dict[str, tuple[int, int]] | None = None) -> str:
+    """HTML; `sizes` gives images (by src) their width and height attributes."""
+    return str(parser().renderer.render(tokens, parser().options, {"sizes": sizes or {}}))
 
 
 def inline_text(token: Token) -> str:
@@ -70,6 +81,16 @@ def inline_text(token: Token) -> str:
         elif child.type == "image":
             out.append(child.content)
     return "".join(out).strip()
+
+
+def images(tokens: Sequence[Token]) -> list[str]:
+    """Every image's src, in document order, once each."""
+    found: dict[str, None] = {}
+    for tok in tokens:
+        for child in tok.children or []:
+            if child.type == "image":
+                found[str(child.attrs.get("src", ""))] = None
+    return list(found)
 
 
 def links(tokens: Sequence[Token]) -> list[str]:

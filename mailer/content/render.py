@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from mailer import files
 from mailer.config import Settings
-from mailer.content import checks, markdown, placeholders, templates
+from mailer.content import checks, images, markdown, placeholders, templates
 from mailer.content.placeholders import Compiled
 from mailer.errors import InputError, TemplateError
 from mailer.models import Issue
@@ -54,6 +54,7 @@ class Renderer:
         placeholders.reject_reserved(issue.body, issue.source)
         tokens = markdown.parse(issue.body)
         context = self._context(issue, tokens)
+        image_warnings = self._measure_images(tokens, context)
         html = with_doctype(
             inline_css(mjml_to_html(self._mjml(context, tokens), self._path("newsletter.mjml.j2")))
         )
@@ -64,8 +65,27 @@ class Renderer:
             issue=issue,
             html=Compiled.of(html),
             text=Compiled.of(_normalize_text(text)),
-            warnings=tuple(checks.content_warnings(tokens)),
+            warnings=(*checks.content_warnings(tokens), *image_warnings),
         )
+
+    def _measure_images(self, tokens: list[Token], context: dict[str, object]) -> list[str]:
+        """Width and height for each http(s) image, into the context; warnings for the rest."""
+        timeout = self.settings.image_size_timeout
+        sizes: dict[str, tuple[int, int]] = {}
+        warnings = []
+        for src in markdown.images(tokens):
+            if timeout <= 0 or not src.lower().startswith(("http://", "https://")):
+                continue
+            size, why = images.measure(src, timeout)
+            if size is None:
+                warnings.append(
+                    f"image {src}: cannot read its size ({why}); Outlook will show it at its "
+                    "natural width"
+                )
+            else:
+                sizes[src] = images.fitted(size)
+        context["image_sizes"] = sizes
+        return warnings
 
     def mjml(self, issue: Issue) -> str:
         """The MJML the template makes of an issue, before mrml (tests compare it with
@@ -74,7 +94,8 @@ class Renderer:
         return self._mjml(self._context(issue, tokens), tokens)
 
     def _mjml(self, context: dict[str, object], tokens: list[Token]) -> str:
-        content = Markup(markdown.to_html(tokens))
+        sizes = context.get("image_sizes")
+        content = Markup(markdown.to_html(tokens, sizes if isinstance(sizes, dict) else None))
         return templates.render(self.env, "newsletter.mjml.j2", {**context, "content": content})
 
     def _context(self, issue: Issue, tokens: list[Token]) -> dict[str, object]:
@@ -137,6 +158,9 @@ def inline_css(html: str) -> str:
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
         cache_css_parsing=True,
+        # premailer would turn CSS height:auto into height="auto" over an image's real
+        # height attribute, which Outlook needs.
+        disable_basic_attributes=["height", "width"],
     ).transform(pretty_print=False)
     return inlined
 
