@@ -412,3 +412,37 @@ def test_headers_for_providers_and_readers(run: Cli, project: Path) -> None:
     assert msg["Feedback-ID"] == "2026-12-01-weekly:newsletter.example.com:newsletter:mailer"
     assert msg["Precedence"] == "bulk"
     assert "mailto:" not in str(msg["List-Unsubscribe"])  # nobody reads that mailbox here
+
+
+def test_serve_fetches_bounces_on_its_interval(
+    run: Cli, project: Path, smtp: SmtpServer, imap: Dovecot
+) -> None:
+    """One long-running `mailer serve` covers the loop: its thread reads the mailbox."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from mailer.web.serve import create_app
+
+    run("subscribers", "add", "dead@example.com")
+    e = env(smtp, imap)
+    assert run("send", str(issue(run, 1)), "--yes", env=e).exit_code == 0
+    verp, _ = sent_to(smtp, "dead@example.com")
+    box = imap.client()
+    box.append("INBOX", postfix_dsn(verp, "dead@example.com", "5.1.1"))
+    box.logout()
+    settings = load_settings(
+        project,
+        {
+            "bounce_address": BOUNCES,
+            "bounce_imap_url": imap.url,
+            "bounce_imap_password": imap.password,
+            "bounce_imap_ca_file": str(imap.certs.ca),
+            "bounce_fetch_interval": 0.2,
+        },
+    )
+    with open_store(settings) as store, TestClient(create_app(settings, store)):
+        deadline = time.monotonic() + 60
+        while statuses(project)["dead@example.com"] != "bounced" and time.monotonic() < deadline:
+            time.sleep(0.05)  # the serve's bounce thread does the work
+    assert statuses(project) == {"dead@example.com": "bounced"}
