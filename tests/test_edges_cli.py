@@ -407,7 +407,8 @@ def test_any_setting_value_loads_or_is_one_line(
 @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(text=st.text(max_size=300))
 def test_any_issue_text_renders_or_is_one_line(text: str) -> None:
-    settings = load_settings(Path("/nonexistent-project"), environ={})
+    # never fetch: a generated ![x](http://...) must not reach the network
+    settings = load_settings(Path("/nonexistent-project"), {"image_size_timeout": 0}, environ={})
     try:
         issue = parse_issue(text, Path("x.md"))
         Renderer(settings).render(issue)
