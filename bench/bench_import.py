@@ -84,6 +84,7 @@ def floor_import(url: str, path: str) -> dict[str, Any]:
                         "attributes": {"company": company, "city": city},
                         "created_at": now,
                         "updated_at": now,
+                        "nonce": len(seen),
                     }
                 )
                 if len(chunk) == 5000:
