@@ -260,6 +260,10 @@ async def resubscribe(request: Request) -> Response:
     s, _ = found
     if s.status == SubscriberStatus.ACTIVE:
         return _subscribed(st, s, "You are subscribed")
+    if not st.limiter.allow(f"resubscribe:{s.id}"):  # an old link must not flood the inbox
+        return st.pages.render(
+            "Slow down", ["Too many attempts; try again in a minute."], status=429
+        )
     await run_in_threadpool(st.store.queue.confirm, s.id)
     st.outbound.notify()
     return _check_inbox(st, s.email)
