@@ -438,7 +438,10 @@ def test_preview_answers_only_its_own_host(sqlite_project: Path) -> None:
         assert r.status_code == 400
 
 
-def test_preview_stops_at_once_on_ctrl_c_with_a_stream_open(sqlite_project: Path) -> None:
+@pytest.mark.parametrize("presses", [1, 2])
+def test_preview_stops_at_once_on_ctrl_c_with_a_stream_open(
+    sqlite_project: Path, presses: int
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -473,6 +476,8 @@ def test_preview_stops_at_once_on_ctrl_c_with_a_stream_open(sqlite_project: Path
         stream.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert b"data: 0" in stream.recv(4096) or b"data: 0" in stream.recv(4096)
         proc.send_signal(signal.SIGINT)
+        if presses == 2:  # an impatient second Ctrl-C: a quiet exit, no tracebacks
+            proc.send_signal(signal.SIGINT)
         start = time.monotonic()
         proc.wait(timeout=20)
         stopped_in = time.monotonic() - start
@@ -485,3 +490,34 @@ def test_preview_stops_at_once_on_ctrl_c_with_a_stream_open(sqlite_project: Path
     assert "Traceback" not in err and "CancelledError" not in err, err
     print(f"preview stopped {stopped_in:.2f}s after Ctrl-C")
     assert proc.returncode in (0, 130, -signal.SIGINT)
+
+
+def test_a_web_signup_during_an_import_both_succeed(project: Path, db_url: str) -> None:
+    """Whatever the interleaving: no error on either side, every address once."""
+    from mailer.models import SubscriberStatus
+
+    path = write(
+        project / "big.csv", "email\n" + "".join(f"u{i}@example.com\n" for i in range(2000))
+    )
+    errors: list[BaseException] = []
+    result = []
+
+    def importer() -> None:
+        with open_url(db_url) as store:
+            try:
+                result.append(import_csv(store.engine, path, chunk_size=50))
+            except BaseException as e:
+                errors.append(e)
+
+    thread = threading.Thread(target=importer)
+    with open_url(db_url) as store:
+        thread.start()
+        for i in range(1999, 1899, -1):  # sign-ups for addresses the import reaches last
+            store.subscribers.add(
+                f"u{i}@example.com", status=SubscriberStatus.PENDING, source="web:subscribe"
+            )
+        thread.join()
+        assert not errors and store.subscribers.count() == 2000
+        pending = store.subscribers.count("pending")
+    r = result[0]
+    assert r.added + r.unchanged == 2000 and r.added == 2000 - pending
