@@ -56,12 +56,12 @@ class Outbound:
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            self.wake.clear()  # before draining: a page that queues meanwhile wakes us again
             try:
                 self.drain()
             except Exception as e:  # the database is away: try again at the next wake
                 log.error("mail queue: %s", type(e).__name__)
             self.wake.wait(POLL)
-            self.wake.clear()
 
     def stop(self) -> None:
         self.stopping.set()

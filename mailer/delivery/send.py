@@ -91,10 +91,10 @@ def plan(
         rendered = prepare(settings, Path(target))
         snapshot, slug = snapshot_of(settings, rendered), rendered.issue.slug
         warnings = list(rendered.warnings)
-    if local:
-        warnings.append(local)
     elif not SLUG.fullmatch(slug):
         raise InputError(f"{target}: no such issue file or slug; check the path")
+    if local:
+        warnings.append(local)
     with open_store(settings) as store:
         pinned = store.ledger.load(slug)
         if pinned is None:
