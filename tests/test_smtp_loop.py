@@ -446,3 +446,21 @@ def test_serve_fetches_bounces_on_its_interval(
         while statuses(project)["dead@example.com"] != "bounced" and time.monotonic() < deadline:
             time.sleep(0.05)  # the serve's bounce thread does the work
     assert statuses(project) == {"dead@example.com": "bounced"}
+
+
+def test_a_quoted_message_id_cannot_bounce_someone_else(
+    run: Cli, project: Path, smtp: SmtpServer, imap: Dovecot
+) -> None:
+    """Without VERP, a report's quoted Message-ID is anyone's to write: it must agree with
+    the failed address, or the failed address decides."""
+    run("subscribers", "add", "victim@example.com")
+    run("subscribers", "add", "mallory@example.com")
+    e = env(smtp, imap)
+    assert run("send", str(issue(run, 1)), "--yes", env=e).exit_code == 0
+    _, victim = sent_to(smtp, "victim@example.com")
+    forged = postfix_dsn(BOUNCES, "mallory@example.com", "5.1.1", headers_of(victim))
+    box = imap.client()
+    box.append("INBOX", forged)
+    box.logout()
+    assert run("bounces", "fetch", env=e).exit_code == 0
+    assert statuses(project) == {"victim@example.com": "active", "mallory@example.com": "bounced"}

@@ -54,6 +54,7 @@ def fetch(settings: Settings, dry_run: bool = False) -> FetchResult:
                         email=f.email,
                         issue_id=f.issue_id,
                         message_nonce=f.message_nonce,
+                        signed=f.signed,
                     )
                     outcome = apply_bounce(conn, bounce, settings.soft_bounce_limit)
                     result.outcomes[outcome] += 1

@@ -31,6 +31,7 @@ class Finding:
     subscriber_id: int | None = None
     issue_id: int | None = None  # from VERP
     message_nonce: str | None = None  # from our Message-ID: the issue, via the ledger
+    signed: bool = False  # the ids came from a signed VERP address
 
 
 @dataclass
@@ -76,6 +77,7 @@ def _finding(
     f = Finding(kind, address)
     if verp is not None:
         f.subscriber_id, f.issue_id = verp
+        f.signed = True
     elif mid is not None:
         f.message_nonce, f.subscriber_id = mid
     return f

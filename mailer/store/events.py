@@ -148,6 +148,7 @@ class Bounce:
     email: str | None
     issue_id: int | None
     message_nonce: str | None  # from our Message-ID: finds the issue
+    signed: bool = False  # subscriber_id came from a signed VERP address, not a quote
 
 
 BOUNCE_EVENT = {
@@ -227,7 +228,9 @@ def _bounce_subscriber(conn: sa.Connection, b: Bounce) -> int | None:
                 subscribers.c.id == b.subscriber_id
             )
         ).first()
-        if row is not None:
+        # A signed VERP address names the person outright. An id read from a quoted
+        # Message-ID anyone could write must agree with the failed address, if there is one.
+        if row is not None and (b.signed or key is None or row.email_key == key):
             return int(row.id)
     if key is None:
         return None
