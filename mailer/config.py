@@ -52,6 +52,7 @@ class Settings:
     batch_size: int = 1000
     concurrency: int = 4
     rate_limit: float = 0.0  # messages per second; 0 means unlimited
+    rate_burst: int = 1  # messages that may leave at once before the rate applies
     smtp_ca_file: str = ""  # trust this CA (PEM) for the SMTP server, besides the system's
     # The envelope sender: with a +, each message gets its own (VERP), e.g. bounces@example.com
     bounce_address: str = ""
@@ -306,6 +307,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "batch_size": _between(1, 1_000_000),
     "concurrency": _between(1, 256),
     "rate_limit": _between(0, 1_000_000),
+    "rate_burst": _between(1, 100_000),
     "bounce_address": _address,
     "bounce_imap_url": lambda v: _imap_url(v),
     "bounce_fetch_interval": _between(0, 86400),
@@ -344,6 +346,7 @@ EXAMPLES = {
     "batch_size": "1000",
     "concurrency": "4",
     "rate_limit": "14",
+    "rate_burst": "1",
     "bounce_address": '"bounces@news.example.com"',
     "bounce_imap_url": '"imaps://bounces@mail.example.com/INBOX"',
     "bounce_fetch_interval": "300",

@@ -152,7 +152,7 @@ def test_unsubscribe_during_a_send_is_honoured(project: Path, run: Cli) -> None:
     provider = make_provider(settings)
 
     class UnsubscribingProvider:
-        name, group_size = "outbox", 5
+        name, group_size, batched = "outbox", 5, False
 
         def session(self):  # type: ignore[no-untyped-def]
             inner = provider.session()

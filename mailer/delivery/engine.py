@@ -12,7 +12,6 @@ they implement them without importing this module.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +34,7 @@ class Session(Protocol):
 class Provider(Protocol):
     name: str
     group_size: int  # recipients given to one Session.send call
+    batched: bool  # a group goes in one request (SendGrid): rate-limited by the group
 
     def session(self) -> Session: ...
 
@@ -43,6 +43,8 @@ class LedgerPort(Protocol):
     def new_owner(self) -> str: ...
 
     def recover(self, issue_id: int) -> int: ...
+
+    def claim(self, issue_id: int, owner: str, version: int) -> Claim | None: ...
 
     def claim_group(
         self, issue_id: int, owner: str, limit: int, version: int
@@ -83,13 +85,19 @@ class Sender:
         settings: Settings,
         version: int = 1,
         on_progress: Progress | None = None,
+        bucket: TokenBucket | None = None,
     ) -> None:
         self.ledger = ledger
         self.provider = provider
         self.mailing = mailing
         self.version = version
         self.workers = settings.concurrency
-        self.bucket = TokenBucket(settings.rate_limit)
+        self.bucket = bucket or TokenBucket(settings.rate_limit, settings.rate_burst)
+        # Rate-limited, a provider that sends message by message gets groups of one, so
+        # messages leave spaced rather than a group at once.
+        self.size = provider.group_size
+        if self.bucket.limited and not provider.batched:
+            self.size = 1
         self.on_progress = on_progress
         self.owner = ledger.new_owner()
         self.stop = threading.Event()
@@ -97,7 +105,7 @@ class Sender:
         self.lock = threading.Lock()
 
     def run(self) -> RunResult:
-        start = time.monotonic()
+        start = self.bucket.clock()
         self.ledger.recover(self.mailing.issue_id)
         threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
         for t in threads:
@@ -110,7 +118,7 @@ class Sender:
             self.halt("interrupted; run the same command again to resume")
             for t in threads:
                 t.join()
-        self.result.elapsed = time.monotonic() - start
+        self.result.elapsed = self.bucket.clock() - start
         return self.result
 
     def halt(self, reason: str) -> None:
@@ -121,16 +129,10 @@ class Sender:
 
     def _worker(self) -> None:
         session: Session | None = None
-        size = self.provider.group_size
         try:
             session = self.provider.session()
             while not self.stop.is_set():
-                # Wait for the rate limit before marking anyone requesting: a sender killed
-                # while it waits must not leave a group ambiguous that never left.
-                self.bucket.acquire(size, self.stop)
-                if self.stop.is_set():
-                    return
-                got = self.ledger.claim_group(self.mailing.issue_id, self.owner, size, self.version)
+                got = self._claim()
                 if got is None:
                     return
                 claim, group, more = got
@@ -151,9 +153,35 @@ class Sender:
             if session is not None:
                 session.close()
 
+    def _claim(self) -> tuple[Claim, list[Recipient], bool] | None:
+        """The next batch and its first group, or None when none is left (or stopping).
+
+        Unlimited: one transaction. Rate-limited: the batch is claimed first (nobody marked
+        requesting), then the wait, then the group is taken: a worker that finds no work
+        takes no capacity, and a sender killed while it waits leaves nothing ambiguous.
+        """
+        issue_id = self.mailing.issue_id
+        if not self.bucket.limited:
+            return self.ledger.claim_group(issue_id, self.owner, self.size, self.version)
+        claim = self.ledger.claim(issue_id, self.owner, self.version)
+        if claim is None:
+            return None
+        taken = self._paced_take(claim)
+        if taken is None:
+            self.ledger.release(claim)
+            return None
+        return claim, *taken
+
+    def _paced_take(self, claim: Claim) -> tuple[list[Recipient], bool] | None:
+        """Wait for the rate limit, then mark the next group requesting; None if stopped."""
+        if self.bucket.acquire(self.size, self.stop):
+            return None
+        group, more = self.ledger.take_group(claim, self.size)
+        self.bucket.refund(self.size - len(group))
+        return group, more
+
     def _batch(self, session: Session, claim: Claim, group: list[Recipient], more: bool) -> bool:
         """Send a claimed batch group by group. True when the last record settled it."""
-        size = self.provider.group_size
         while group:
             outcome = self._send(session, claim, group)
             self.ledger.record(
@@ -166,10 +194,10 @@ class Sender:
                 return True
             if self.stop.is_set():
                 return False
-            self.bucket.acquire(size, self.stop)
-            if self.stop.is_set():
+            taken = self._paced_take(claim)
+            if taken is None:
                 return False
-            group, more = self.ledger.take_group(claim, size)
+            group, more = taken
         return False
 
     def _send(self, session: Session, claim: Claim, group: list[Recipient]) -> Outcome:

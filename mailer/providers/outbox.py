@@ -22,6 +22,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
 class OutboxProvider:
     name = "outbox"
     group_size = 100
+    batched = False
 
     def __init__(self, settings: Settings) -> None:
         self.root = settings.path(settings.outbox_dir)

@@ -81,6 +81,7 @@ def build_request(mailing: Mailing, group: Sequence[Recipient]) -> dict[str, Any
 
 class SendGridProvider:
     name = "sendgrid"
+    batched = True  # one request per group: SendGrid's limits count requests
 
     def __init__(self, settings: Settings) -> None:
         settings.require("sendgrid_api_key")

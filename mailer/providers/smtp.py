@@ -29,6 +29,7 @@ class _Retry(Exception):
 
 class SmtpProvider:
     name = "smtp"
+    batched = False
 
     def __init__(self, settings: Settings) -> None:
         settings.require("smtp_host")
