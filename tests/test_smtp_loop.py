@@ -307,20 +307,19 @@ def test_dkim_over_smtp_and_bad_keys_are_one_line(
 # -- TLS -------------------------------------------------------------------------------
 
 
-def server_context(certs):  # type: ignore[no-untyped-def]
+def tls_server(certs, mode: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """aiosmtpd's arguments for STARTTLS (required) or implicit TLS with these certs."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certs.cert, certs.key)
-    return context
+    if mode == "starttls":
+        return {"tls_context": context, "require_starttls": True}
+    return {"ssl_context": context}
 
 
 @pytest.mark.parametrize("mode", ["starttls", "ssl"])
 def test_tls_with_a_private_ca(run: Cli, project: Path, tmp_path: Path, mode: str) -> None:
     certs = make_certs(tmp_path / "tls")
-    kwargs = (
-        {"tls_context": server_context(certs), "require_starttls": True}
-        if mode == "starttls"
-        else {"ssl_context": server_context(certs)}
-    )
+    kwargs = tls_server(certs, mode)
     run("subscribers", "add", "ann@example.com")
     with SmtpServer(**kwargs) as server:
         tls = {**env(server), "MAILER_SMTP_SECURITY": mode, "MAILER_SMTP_CA_FILE": str(certs.ca)}
@@ -334,11 +333,7 @@ def test_a_certificate_for_another_host_is_refused(
     run: Cli, project: Path, tmp_path: Path, mode: str
 ) -> None:
     certs = make_certs(tmp_path / "tls", names=("mail.example.test",))
-    kwargs = (
-        {"tls_context": server_context(certs), "require_starttls": True}
-        if mode == "starttls"
-        else {"ssl_context": server_context(certs)}
-    )
+    kwargs = tls_server(certs, mode)
     run("subscribers", "add", "ann@example.com")
     with SmtpServer(**kwargs) as server:
         tls = {**env(server), "MAILER_SMTP_SECURITY": mode, "MAILER_SMTP_CA_FILE": str(certs.ca)}
