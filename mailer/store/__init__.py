@@ -11,6 +11,7 @@ from mailer.store import db
 
 if TYPE_CHECKING:
     from mailer.config import Settings
+    from mailer.store.archive import Archive
     from mailer.store.events import Events
     from mailer.store.ledger import Ledger
     from mailer.store.queue import MailQueue
@@ -47,6 +48,12 @@ class Store:
         from mailer.store.queue import MailQueue
 
         return MailQueue(self.engine)
+
+    @property
+    def archive(self) -> Archive:
+        from mailer.store.archive import Archive
+
+        return Archive(self.engine)
 
     @property
     def events(self) -> Events:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from mailer.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0002"  # the newest revision in migrations/versions; tests check it is the head
+HEAD = "0003"  # the newest revision in migrations/versions; tests check it is the head
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -60,11 +60,30 @@ def _serialize_transactions(engine: sa.Engine) -> None:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN itself
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    _wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _wal(cur: Any) -> None:
+    """Switch a new database to WAL. The switch needs the file to itself and SQLite answers
+    "locked" at once, without its busy handler, while another connection (a second process
+    creating the same new database) holds it; the mode is stored in the file, so once any
+    connection has switched it, asking again is a no-op. Retried for up to 30 s."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def current_revision(engine: sa.Engine) -> str | None:

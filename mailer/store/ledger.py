@@ -115,6 +115,14 @@ class Ledger:
             row = conn.execute(sa.select(issues).where(issues.c.slug == slug)).first()
         return dict(row._mapping) if row else None
 
+    def pinned_issues(self) -> list[dict[str, Any]]:
+        """Every issue with a pinned version, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(issues).where(issues.c.version.is_not(None)).order_by(issues.c.id)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
     def load(self, slug: str, version: int | None = None) -> Pinned | None:
         """The pinned issue by slug (its current version, or the one asked for)."""
         with self.engine.connect() as conn:
@@ -132,7 +140,17 @@ class Ledger:
         ).first()
         if v is None:
             return None
-        snapshot = Snapshot(v.subject, v.preheader, v.html, v.text, dict(v.headers), v.source or "")
+        snapshot = Snapshot(
+            v.subject,
+            v.preheader,
+            v.html,
+            v.text,
+            dict(v.headers),
+            v.source or "",
+            web_html=v.web_html or "",
+            archive=bool(v.archive),
+            date=v.issue_date or "",
+        )
         return Pinned(issue.id, slug, issue.ref, v.version, issue.message_nonce, snapshot)
 
     def versions(self, issue_id: int) -> list[dict[str, Any]]:
@@ -166,7 +184,9 @@ class Ledger:
             for r in rows
         ]
 
-    def pin(self, slug: str, snapshot: Snapshot, batch_size: int) -> Pinned:
+    def pin(
+        self, slug: str, snapshot: Snapshot, batch_size: int, enroll_all: bool = True
+    ) -> Pinned:
         """The issue as the ledger holds it, pinning `snapshot` on the first call.
 
         The first call also snapshots the active list into recipients, in one INSERT ...
@@ -179,7 +199,7 @@ class Ledger:
                 if found is not None:
                     self.check_source(found, snapshot)
                     return found
-                return self._create(conn, slug, snapshot, batch_size)
+                return self._create(conn, slug, snapshot, batch_size, enroll_all)
         except sa.exc.IntegrityError:
             with self.engine.connect() as conn:
                 found = self._load(conn, slug)
@@ -199,12 +219,20 @@ class Ledger:
             )
 
     def _create(
-        self, conn: sa.Connection, slug: str, snapshot: Snapshot, batch_size: int
+        self,
+        conn: sa.Connection,
+        slug: str,
+        snapshot: Snapshot,
+        batch_size: int,
+        enroll_all: bool = True,
     ) -> Pinned:
         at = now()
         ref = issue_ref(slug)
         clash = conn.execute(sa.select(issues.c.slug).where(issues.c.ref == ref)).scalar()
-        if clash is not None:
+        # The same slug here means another sender pinned it since this transaction's first
+        # read (PostgreSQL reads each statement afresh): the INSERT below then fails on the
+        # unique slug, and pin() reads that pin back.
+        if clash is not None and clash != slug:
             raise InputError(
                 f"issue slugs {clash!r} and {slug!r} share a link number; set another 'slug:'"
             )
@@ -221,6 +249,8 @@ class Ledger:
             )
         ).inserted_primary_key[0]  # type: ignore[index]
         self._add_version(conn, issue_id, 1, snapshot)
+        if not enroll_all:  # a welcome mail: people are enrolled one by one (enroll)
+            return Pinned(int(issue_id), slug, ref, 1, nonce, snapshot, created=True)
         numbered = sa.select(
             sa.literal(issue_id).label("issue_id"),
             subscribers.c.id.label("subscriber_id"),
@@ -271,6 +301,72 @@ class Ledger:
             pinned.issue_id, pinned.slug, pinned.ref, version, pinned.message_nonce, snapshot
         )
 
+    def enroll(self, issue_id: int, subscriber_id: int) -> int | None:
+        """Add one person to a pinned issue, in a batch of their own, and return its seq.
+
+        Someone already a recipient is not added again (each gets an issue once, whoever
+        asks): their batch's seq is returned while it is still pending (a welcome whose
+        send was stopped is resumed), None once it went out or was given up."""
+        for _ in range(5):  # two enrolls at once may pick the same seq: the loser retries
+            try:
+                with self.engine.begin() as conn:
+                    there = conn.execute(
+                        sa.select(recipients.c.state, recipients.c.batch_seq).where(
+                            recipients.c.issue_id == issue_id,
+                            recipients.c.subscriber_id == subscriber_id,
+                        )
+                    ).first()
+                    if there is not None:
+                        if there.state != R.PENDING:
+                            return None
+                        # Pending in a batch of the list's own (a send still going on):
+                        # that send delivers it; only a batch of their own is ours to send.
+                        size = conn.execute(
+                            sa.select(sa.func.count()).where(
+                                recipients.c.issue_id == issue_id,
+                                recipients.c.batch_seq == there.batch_seq,
+                            )
+                        ).scalar()
+                        return int(there.batch_seq) if size == 1 else None
+                    seq = (
+                        conn.execute(
+                            sa.select(sa.func.max(batches.c.seq)).where(
+                                batches.c.issue_id == issue_id
+                            )
+                        ).scalar()
+                        or 0
+                    ) + 1
+                    at = now()
+                    conn.execute(
+                        batches.insert().values(
+                            issue_id=issue_id, seq=seq, state=B.PENDING, attempts=0, updated_at=at
+                        )
+                    )
+                    conn.execute(
+                        recipients.insert().values(
+                            issue_id=issue_id,
+                            subscriber_id=subscriber_id,
+                            batch_seq=seq,
+                            state=R.PENDING,
+                        )
+                    )
+                    return int(seq)
+            except sa.exc.IntegrityError:
+                continue
+        raise InputError("could not enroll a recipient: the ledger is too busy; try again")
+
+    def latest(self, exclude: str = "") -> Pinned | None:
+        """The most recently pinned issue but `exclude` (the welcome mail's slug)."""
+        with self.engine.connect() as conn:
+            slugs = conn.execute(
+                sa.select(issues.c.slug)
+                .where(issues.c.slug != exclude, issues.c.version.is_not(None))
+                .order_by(issues.c.created_at.desc(), issues.c.id.desc())
+                .limit(1)
+            ).scalars()
+            slug = next(iter(slugs), None)
+            return self._load(conn, slug) if slug is not None else None
+
     @staticmethod
     def _add_version(conn: sa.Connection, issue_id: int, version: int, s: Snapshot) -> None:
         conn.execute(
@@ -285,6 +381,9 @@ class Ledger:
                 headers=s.headers,
                 source=s.source[:1000],
                 created_at=now(),
+                web_html=s.web_html or None,
+                archive=s.archive,
+                issue_date=s.date[:40],
             )
         )
 
@@ -325,14 +424,19 @@ class Ledger:
                 recovered += 1
         return recovered
 
-    def claim(self, issue_id: int, owner: str, version: int = 1) -> Claim | None:
+    def claim(
+        self, issue_id: int, owner: str, version: int = 1, seq: int | None = None
+    ) -> Claim | None:
         with self.engine.begin() as conn:
-            return self._claim(conn, issue_id, owner, version)
+            return self._claim(conn, issue_id, owner, version, seq)
 
-    def _claim(self, conn: sa.Connection, issue_id: int, owner: str, version: int) -> Claim | None:
+    def _claim(
+        self, conn: sa.Connection, issue_id: int, owner: str, version: int, seq: int | None = None
+    ) -> Claim | None:
+        only = batches.c.seq == seq if seq is not None else sa.true()
         row = conn.execute(
             sa.select(batches.c.id, batches.c.seq)
-            .where(batches.c.issue_id == issue_id, batches.c.state == B.PENDING)
+            .where(batches.c.issue_id == issue_id, batches.c.state == B.PENDING, only)
             .order_by(batches.c.seq)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -353,7 +457,7 @@ class Ledger:
         return Claim(row.id, issue_id, row.seq, owner, version)
 
     def claim_group(
-        self, issue_id: int, owner: str, limit: int, version: int = 1
+        self, issue_id: int, owner: str, limit: int, version: int = 1, seq: int | None = None
     ) -> tuple[Claim, list[Recipient], bool] | None:
         """Claim the next batch and take its first group in one transaction.
 
@@ -361,7 +465,7 @@ class Ledger:
         batch after this group. None when no batch is left.
         """
         with self.engine.begin() as conn:
-            claim = self._claim(conn, issue_id, owner, version)
+            claim = self._claim(conn, issue_id, owner, version, seq)
             if claim is None:
                 return None
             group, more = self._take(conn, claim, limit)

@@ -85,6 +85,19 @@ issue_versions = sa.Table(
     sa.Column("headers", sa.JSON, nullable=False),
     sa.Column("source", sa.String(1000)),
     sa.Column("created_at", UTC, nullable=False),
+    sa.Column("web_html", sa.Text),  # the web version; none for mail that is not an issue
+    sa.Column("archive", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("issue_date", sa.String(40), nullable=False, server_default=""),
+)
+
+# Local images of pinned issues, converted, by content hash: /media/NAME serves them.
+media = sa.Table(
+    "media",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("content_type", sa.String(40), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTC, nullable=False),
 )
 
 # What erased people contributed to an issue's numbers: counts survive, people do not.
@@ -152,7 +165,7 @@ mail_queue = sa.Table(
     "mail_queue",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # "signup" or "confirm"
+    sa.Column("kind", sa.String(16), nullable=False),  # "signup", "confirm" or "welcome"
     sa.Column("email", sa.String(320)),
     sa.Column("name", sa.String(200)),
     sa.Column("ip", sa.String(64)),

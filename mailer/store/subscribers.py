@@ -255,6 +255,14 @@ class Subscribers:
             change_status(
                 conn, subscriber_id, SubscriberStatus.ACTIVE, Actor.CONFIRMED, "double opt-in"
             )
+            # The welcome, in the same transaction: confirmed means it is queued. The mail
+            # queue decides whether there is one to send (a welcome file, welcome_latest).
+            at = now()
+            conn.execute(
+                mail_queue.insert().values(
+                    kind="welcome", subscriber_id=subscriber_id, created_at=at, next_at=at
+                )
+            )
         return Confirmed.CONFIRMED
 
     def count(self, status: str | None = None) -> int:
