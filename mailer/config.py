@@ -70,6 +70,15 @@ class Settings:
     web_font: str = ""  # opt-in web font family name, put first in the stack
     web_font_url: str = ""  # its CSS URL (e.g. a Google Fonts css2 link); readers' clients fetch it
     image_size_timeout: float = 5.0  # seconds to read a remote image's size; 0 = do not fetch
+    issues_dir: str = "issues"  # where `send --due`, `--latest` and `schedule` look
+    timezone: str = ""  # IANA name for a send_at without an offset, e.g. Asia/Shanghai
+    max_lateness: float = (
+        86400.0  # seconds: `send --due` leaves an issue later than this to a human
+    )
+    welcome_issue: str = (
+        "issues/welcome.md"  # mailed once to each confirmed subscriber, if it exists
+    )
+    welcome_latest: bool = False  # also mail a new subscriber the latest issue, once
 
     def require(self, *keys: str) -> None:
         """Fail with one line naming the variable and the toml key of the first missing one."""
@@ -127,6 +136,15 @@ def _coerce(key: str, raw: Any, kind: type, source: str) -> Any:
             f"e.g. {key} = {EXAMPLES.get(key, '...')}"
         )
 
+    if kind is bool:
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in words:
+            return words[raw.strip().lower()]
+        raise ConfigError(
+            f"setting {key} from {source} must be true or false, got {str(raw)[:60]!r}"
+        )
     if isinstance(raw, bool) or (kind is str and not isinstance(raw, str | int | float)):
         raise bad()
     try:
@@ -270,13 +288,29 @@ def _secret(value: str) -> str:
     return value
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _between(low: float, high: float) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}")
+            raise ValueError(f"must be between {_num(low)} and {_num(high)}")
         return value
 
     return check
+
+
+def _timezone(value: str) -> str:
+    if not value:
+        return value
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone name") from None
+    return value
 
 
 def _positive(value: float) -> float:
@@ -312,6 +346,8 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "bounce_imap_url": lambda v: _imap_url(v),
     "bounce_fetch_interval": _between(0, 86400),
     "image_size_timeout": _between(0, 60),
+    "timezone": _timezone,
+    "max_lateness": _between(0, 366 * 86400),
     "soft_bounce_limit": _between(1, 100),
     "dkim_domain": lambda v: _one_line(v).encode("idna").decode("ascii") if v else v,
     "accent_color": lambda v: (
@@ -351,6 +387,8 @@ EXAMPLES = {
     "bounce_imap_url": '"imaps://bounces@mail.example.com/INBOX"',
     "bounce_fetch_interval": "300",
     "image_size_timeout": "5",
+    "timezone": '"Asia/Shanghai"',
+    "max_lateness": "86400",
     "soft_bounce_limit": "3",
     "dkim_domain": '"example.com"',
     "dkim_selector": '"mailer"',

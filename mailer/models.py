@@ -129,6 +129,9 @@ class Issue:
     date: str
     body: str
     source: str  # the path it came from, for messages
+    send_at: dt.datetime | None = None  # front matter; naive means the timezone setting's
+    archive: bool = True  # front matter `archive: false` keeps it off the web
+    line_offset: int = 0  # lines of front matter before the body, for messages
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,10 @@ class Snapshot:
     text: str
     headers: dict[str, str]  # issue-level headers (List-Id, ...)
     source: str  # the issue file, relative to the project where it lies inside it
+    # The web version (archive): the same email, nobody's address or token in it.
+    web_html: str = ""
+    archive: bool = True
+    date: str = ""  # the issue's own date, as the archive shows it
 
     @property
     def content_hash(self) -> str:

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from markdown_it.token import Token
 
+from mailer.content.media import is_local
+
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips messages whose HTML exceeds ~102 KB
 # What we allow, with a margin: Gmail counts the HTML as delivered (each reader's own links
 # and address are longer than the placeholders), and once clipped, the unsubscribe link and
@@ -40,7 +42,7 @@ def _image_and_link_warnings(tokens: Sequence[Token]) -> Iterable[str]:
                 src = str(child.attrs.get("src", ""))
                 if not child.content.strip():
                     yield f"line {line}: image {src} has no alt text"
-                if not src.lower().startswith(("http://", "https://")):
+                if not src.lower().startswith(("http://", "https://")) and not is_local(src):
                     yield f"line {line}: image {src!r} is not an http(s) URL; mail clients won't load it"
             elif child.type == "link_open":
                 href = str(child.attrs.get("href", ""))

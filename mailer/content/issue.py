@@ -15,7 +15,7 @@ from mailer.errors import InputError
 from mailer.models import Issue
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*\r?$\n?", re.S | re.M)
-FIELDS = {"subject", "preheader", "date", "slug"}
+FIELDS = {"subject", "preheader", "date", "slug", "send_at", "archive"}
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 PREHEADER_MAX = 150
 
@@ -71,8 +71,8 @@ def parse_issue(text: str, path: Path) -> Issue:
     meta, body = _split_front_matter(text, path)
     tokens = markdown.parse(body)
     deep = markdown.too_deep(tokens)
+    offset = text.count("\n", 0, len(text) - len(body))  # lines of front matter
     if deep is not None:
-        offset = text.count("\n", 0, len(text) - len(body))  # lines of front matter
         raise InputError(
             f"{path}:{deep + offset}: lists or quotes nest too deep to render (at most 18 "
             "levels of lists, 37 of quotes); flatten them"
@@ -105,7 +105,37 @@ def parse_issue(text: str, path: Path) -> Issue:
         date=_date(meta.get("date"), path),
         body=body,
         source=str(path),
+        send_at=parse_when(meta.get("send_at"), f"{path}: send_at"),
+        archive=_flag(meta.get("archive", True), path),
+        line_offset=offset,
     )
+
+
+def parse_when(value: object, where: str) -> dt.datetime | None:
+    """An ISO 8601 time (YAML may have parsed it already); naive means the timezone
+    setting's, which the schedule applies. A bare date is refused: it names no hour."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        raise InputError(f"{where} {value} has no time of day; write e.g. {value}T09:00:00+08:00")
+    text = str(value).strip()
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+    except ValueError:
+        raise InputError(
+            f"{where} {text[:40]!r} is not an ISO 8601 time; write e.g. 2026-11-27T09:00:00+08:00"
+        ) from None
+    if len(text) <= 10:
+        raise InputError(f"{where} {text} has no time of day; write e.g. {text}T09:00:00+08:00")
+    return when
+
+
+def _flag(value: object, path: Path) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InputError(f"{path}: archive must be true or false, got {str(value)[:20]!r}")
 
 
 def _split_front_matter(text: str, path: Path) -> tuple[dict[str, object], str]:
@@ -128,7 +158,8 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, object], str]:
     unknown = sorted(str(k) for k in meta if k not in FIELDS)
     if unknown:
         raise InputError(
-            f"{path}: unknown front matter field {unknown[0]!r}; use subject, preheader, date, slug"
+            f"{path}: unknown front matter field {unknown[0]!r}; use subject, preheader, "
+            "date, slug, send_at, archive"
         )
     return {str(k): v for k, v in meta.items()}, text[m.end() :]
 
@@ -184,3 +215,29 @@ def _date(value: object, path: Path) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     return str(value).strip()
+
+
+def set_send_at(path: Path, when: dt.datetime) -> None:
+    """Write `send_at:` into the issue's front matter (adding front matter if it has none),
+    leaving every other line as the writer wrote it. Atomic: a crash leaves the old file."""
+    from mailer import files
+
+    text = read_text(path, "issue file")
+    line = f'send_at: "{when.isoformat()}"'
+    m = FRONT_MATTER.match(text)
+    if m is None:
+        new = f"---\n{line}\n---\n{text}"
+    else:
+        block = m.group(1)
+        existing = re.compile(r"^send_at[ \t]*:.*$", re.M)
+        if existing.search(block):
+            block = existing.sub(line.replace("\\", "\\\\"), block, count=1)
+        else:
+            block = block + ("" if block.endswith("\n") or not block else "\n") + line + "\n"
+        new = text[: m.start(1)] + block + text[m.end(1) :]
+    parse_issue(new, path)  # never write a file that would no longer parse
+    try:
+        with files.atomic(path, "w", encoding="utf-8", newline="") as f:
+            f.write(new)
+    except OSError as e:
+        raise InputError(f"{path}: cannot write send_at into it ({e.strerror or e})") from None

@@ -11,7 +11,8 @@ from markupsafe import Markup
 
 from mailer import files
 from mailer.config import Settings
-from mailer.content import checks, images, markdown, placeholders, templates
+from mailer.content import checks, images, markdown, media, placeholders, templates
+from mailer.content.media import Media
 from mailer.content.placeholders import Compiled
 from mailer.errors import InputError, TemplateError
 from mailer.models import Issue
@@ -36,6 +37,8 @@ class RenderedIssue:
     html: Compiled
     text: Compiled
     warnings: tuple[str, ...]
+    media: tuple[Media, ...] = ()  # the local images, converted, that the HTML links to
+    web_html: str = ""  # the web version (render(..., web=True)), for the archive
 
     def personalize(self, unsubscribe_url: str, email: str, name: str = "") -> tuple[str, str]:
         """(html, text) for one recipient."""
@@ -46,18 +49,27 @@ class RenderedIssue:
 class Renderer:
     """Holds the template environment, so a long-lived process (preview) reuses it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, media_base: str | None = None) -> None:
         self.settings = settings
-        self.env = templates.environment(settings.project)
+        self.env = templates.environment(settings.project, settings.language or "en")
+        # Local images are linked where `mailer serve` answers them; without a base_url
+        # (a build), beside the HTML, where `mailer build` writes them.
+        base = settings.base_url.rstrip("/")
+        self.media_base = (
+            media_base if media_base is not None else f"{base}/media/" if base else "media/"
+        )
+        self._converted: dict[tuple[str, int, int], Media] = {}
 
-    def render(self, issue: Issue) -> RenderedIssue:
+    def render(self, issue: Issue, web: bool = False) -> RenderedIssue:
+        """Both parts of the email; with `web`, the web version too (one more MJML pass)."""
         placeholders.reject_reserved(issue.body, issue.source)
         tokens = markdown.parse(issue.body)
+        warnings = list(checks.content_warnings(tokens))
+        local, sizes = self._local_images(issue, tokens)
         context = self._context(issue, tokens)
-        image_warnings = self._measure_images(tokens, context)
-        html = with_doctype(
-            inline_css(mjml_to_html(self._mjml(context, tokens), self._path("newsletter.mjml.j2")))
-        )
+        warnings += self._measure_images(tokens, context)
+        context["image_sizes"] = {**sizes, **context["image_sizes"]}  # type: ignore[dict-item]
+        html = self._html(context, tokens)
         text = templates.render(
             self.env, "newsletter.txt.j2", {**context, "content": markdown.to_text(tokens)}
         )
@@ -65,8 +77,52 @@ class Renderer:
             issue=issue,
             html=Compiled.of(html),
             text=Compiled.of(_normalize_text(text)),
-            warnings=(*checks.content_warnings(tokens), *image_warnings),
+            warnings=tuple(warnings),
+            media=tuple(local),
+            web_html=self._html({**context, "web": True}, tokens) if web else "",
         )
+
+    def _html(self, context: dict[str, object], tokens: list[Token]) -> str:
+        mjml = self._mjml(context, tokens)
+        return with_doctype(inline_css(mjml_to_html(mjml, self._path("newsletter.mjml.j2"))))
+
+    def _local_images(
+        self, issue: Issue, tokens: list[Token]
+    ) -> tuple[list[Media], dict[str, tuple[int, int]]]:
+        """Convert each local image, point its <img> at the converted file, and size it."""
+        found: dict[str, Media] = {}
+        sizes: dict[str, tuple[int, int]] = {}
+        issue_dir = Path(issue.source).parent
+        for tok in tokens:
+            for child in tok.children or []:
+                src = str(child.attrs.get("src", "")) if child.type == "image" else ""
+                if not src or not media.is_local(src):
+                    continue
+                line = (tok.map[0] + 1 + issue.line_offset) if tok.map else 0
+                m = self._convert(src, issue_dir, f"{issue.source}:{line}")
+                url = self.media_base + m.name
+                child.attrSet("src", url)
+                found[m.name] = m
+                sizes[url] = images.fitted((m.width, m.height))
+        return list(found.values()), sizes
+
+    def _convert(self, src: str, issue_dir: Path, where: str) -> Media:
+        """media.load, remembered by file and modification time: a live preview re-renders
+        on every keystroke and should not re-encode a photo each time."""
+        from urllib.parse import unquote, urlsplit
+
+        path = issue_dir / unquote(urlsplit(src).path)
+        try:
+            st = path.stat()
+            key: tuple[str, int, int] | None = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None
+        if key is not None and key in self._converted:
+            return self._converted[key]
+        m = media.load(src, issue_dir, where)
+        if key is not None:
+            self._converted[key] = m
+        return m
 
     def _measure_images(self, tokens: list[Token], context: dict[str, object]) -> list[str]:
         """Width and height for each http(s) image, into the context; warnings for the rest."""
@@ -76,6 +132,8 @@ class Renderer:
         for src in markdown.images(tokens):
             if timeout <= 0 or not src.lower().startswith(("http://", "https://")):
                 continue
+            if src.startswith(self.media_base):
+                continue  # a local image, converted and sized already
             size, why = images.measure(src, timeout)
             if size is None:
                 warnings.append(
@@ -91,7 +149,9 @@ class Renderer:
         """The MJML the template makes of an issue, before mrml (tests compare it with
         the official MJML's HTML)."""
         tokens = markdown.parse(issue.body)
-        return self._mjml(self._context(issue, tokens), tokens)
+        context = self._context(issue, tokens)
+        context["image_sizes"] = self._local_images(issue, tokens)[1]
+        return self._mjml(context, tokens)
 
     def _mjml(self, context: dict[str, object], tokens: list[Token]) -> str:
         sizes = context.get("image_sizes")
@@ -101,8 +161,15 @@ class Renderer:
     def _context(self, issue: Issue, tokens: list[Token]) -> dict[str, object]:
         s = self.settings
         lang = s.language or "en"
+        base = s.base_url.rstrip("/")
         context: dict[str, object] = {
             "issue": issue,
+            "web": False,  # the web version: a subscribe form where the email has its footer
+            # "View in browser": the issue's page in the archive (none for archive: false).
+            "web_url": f"{base}/archive/{issue.slug}/" if base and issue.archive else "",
+            "archive_url": f"{base}/archive/" if base else "",
+            "subscribe_url": f"{base}/subscribe" if base else "",
+            "image_sizes": {},
             "newsletter_name": s.display_name,
             "postal_address": s.postal_address,
             "lang": lang,

@@ -17,13 +17,17 @@ def default_templates_dir() -> Path:
     return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates"
 
 
-def environment(project: Path | None) -> jinja2.Environment:
+def environment(project: Path | None, language: str = "en") -> jinja2.Environment:
+    """Templates with `_()` in the newsletter's language (see i18n)."""
+    from mailer.content.i18n import translations
+
     dirs = []
     if project is not None and (project / "templates").is_dir():
         dirs.append(str(project / "templates"))
     dirs.append(str(default_templates_dir()))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(dirs),
+        extensions=["jinja2.ext.i18n"],
         # Everything but the plain-text templates is markup: escape by default, so a
         # subscriber's name or an issue's subject can never inject HTML.
         autoescape=lambda name: name is None or not name.endswith((".txt.j2", ".css")),
@@ -31,6 +35,8 @@ def environment(project: Path | None) -> jinja2.Environment:
         keep_trailing_newline=True,
         auto_reload=True,
     )
+    env.install_gettext_translations(translations(language, project), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def render(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
