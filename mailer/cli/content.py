@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mailer.cli import EXIT_ERROR, Obj, cli, pass_obj
+from mailer.text import safe
 
 
 @cli.command()
@@ -43,15 +44,19 @@ def init(directory: Path) -> None:
     help="Directory for <slug>.html and <slug>.txt.",
 )
 @click.option("--as", "as_email", metavar="EMAIL", help="Personalize for this subscriber.")
+@click.option("--images", "list_images", is_flag=True, help="List every image, local and remote.")
 @pass_obj
-def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None) -> None:
+def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None, list_images: bool) -> None:
     """Compile an issue to the HTML and text a subscriber will get.
 
-    Exits 1 when the HTML is over 95 KB (Gmail clips at 102 KB; mailer keeps a margin).
+    Local images are resized and converted into OUTPUT/media (and served by
+    `mailer serve` once sent). Exits 1 when the HTML is over 95 KB (Gmail clips at
+    102 KB; mailer keeps a margin).
 
     \b
     Example:
       mailer build issues/2026-11-20-weekly.md -o build
+      mailer build issues/2026-11-20-weekly.md --images
     """
     from mailer.delivery.compose import build_issue
 
@@ -59,6 +64,11 @@ def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None) -> None:
     click.echo(f"subject: {result.subject}")
     for path, size in result.files:
         click.echo(f"{path}  {size / 1024:.1f} KB")
+    if list_images:
+        for name, w, h, size in result.local_images:
+            click.echo(f"image (local)  media/{name}  {w}x{h}  {size / 1024:.1f} KB")
+        for url in result.remote_images:
+            click.echo(f"image (remote) {safe(url)}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from mailer.text import safe
 
 
 @cli.command()
-@click.argument("issue")
+@click.argument("issue", required=False)
 @click.option("--yes", is_flag=True, help="Send without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Do everything but send; record nothing.")
 @click.option(
@@ -33,16 +34,31 @@ from mailer.text import safe
     is_flag=True,
     help="Send the rest of the list the file as it is now, not the version pinned at the first send.",
 )
+@click.option(
+    "--at",
+    "at",
+    metavar="WHEN",
+    help="Schedule ISSUE instead of sending it: writes send_at (ISO 8601) into its front matter.",
+)
+@click.option(
+    "--due",
+    is_flag=True,
+    help="Send every scheduled issue whose send_at has passed (for cron); quiet when none is.",
+)
+@click.option("--latest", is_flag=True, help="Send the newest issue that was never sent.")
 @pass_obj
 def send(
     obj: Obj,
-    issue: str,
+    issue: str | None,
     yes: bool,
     dry_run: bool,
     tests: tuple[str, ...],
     retry_ambiguous: bool,
     retry_failed: bool,
     update_content: bool,
+    at: str | None,
+    due: bool,
+    latest: bool,
 ) -> None:
     """Send an issue to every active subscriber, resuming where a previous run stopped.
 
@@ -50,16 +66,39 @@ def send(
     the issue in the database, and every resume sends that pinned version, even from
     another machine without the file. Nobody gets the same issue twice.
 
+    With --at, ISSUE is scheduled instead; `mailer send --due`, run every few minutes by
+    cron or a systemd timer, sends it when its time comes. An issue more than
+    max_lateness overdue is reported, not sent: a human decides.
+
     \b
     Example:
       mailer send issues/2026-11-20-weekly.md --test me@example.com
       mailer send issues/2026-11-20-weekly.md --yes
       mailer send 2026-11-20-weekly --yes
+      mailer send issues/2026-11-27-weekly.md --at 2026-11-27T09:00:00+08:00
+      mailer send --due
+      mailer send --latest --yes
     """
     from mailer.delivery import send as core
     from mailer.models import RecipientState
 
     settings = obj.settings()
+    chosen = [name for name, on in (("--due", due), ("--latest", latest), ("ISSUE", issue)) if on]
+    if len(chosen) != 1:
+        raise click.UsageError(
+            "name one ISSUE, or pass --due or --latest"
+            if not chosen
+            else f"use {' or '.join(chosen)}, not both"
+        )
+    if due:
+        _send_due(settings, dry_run)
+        return
+    if latest:
+        issue = _latest(settings)
+    assert issue is not None
+    if at is not None:
+        _schedule_one(settings, issue, at)
+        return
     if tests:
         result, warnings = core.send_test(settings, Path(issue), list(tests))
         for warning in warnings:
@@ -108,6 +147,75 @@ def send(
     if result.stopped:
         sys.exit(EXIT_ERROR)
     click.echo(f"done: {counts['sent']} of {counts['recipients']} recipients sent")
+
+
+def _schedule_one(settings: Any, issue: str, at: str) -> None:
+    from mailer.delivery import schedule
+
+    when = schedule.schedule(settings, Path(issue), at, schedule.utcnow())
+    click.echo(f"scheduled {issue} for {when.isoformat()}; 'mailer send --due' sends it then")
+
+
+def _latest(settings: Any) -> str:
+    from mailer.delivery import schedule
+
+    entry = schedule.latest_unsent(schedule.scan(settings, schedule.utcnow()))
+    if entry is None or entry.path is None:
+        raise click.ClickException(
+            f"no unsent issue in {settings.issues_dir}/; write one, or name it: mailer send FILE"
+        )
+    click.echo(f"latest unsent issue: {entry.name}")
+    return str(entry.path)
+
+
+def _send_due(settings: Any, dry_run: bool) -> None:
+    """Everything due, oldest first. Quiet when nothing is; each problem is one line and
+    the exit code says there was one (cron mails the owner), the other issues still go."""
+    from mailer.delivery import schedule
+    from mailer.delivery import send as core
+    from mailer.errors import MailerError
+
+    now = schedule.utcnow()
+    entries = schedule.scan(settings, now)
+    code = 0
+    for e in entries:
+        if e.state is schedule.State.BROKEN and e.error:
+            click.echo(f"error: {safe(e.error)}", err=True)
+            code = max(code, EXIT_ERROR)
+        elif e.state is schedule.State.LATE:
+            hours = schedule.lateness(e, now).total_seconds() / 3600
+            click.echo(
+                f"late: {e.name} was due at {e.send_at.isoformat() if e.send_at else '?'} "
+                f"({hours:.0f} h ago, more than max_lateness {settings.max_lateness / 3600:g} h): "
+                f"not sent; send it with 'mailer send {e.name} --yes' or remove its send_at",
+                err=True,
+            )
+            code = max(code, EXIT_PARTIAL)
+    for e in schedule.due(entries):
+        try:
+            plan = core.plan(settings, str(e.path))
+            if plan.finished:
+                continue  # another run finished it meanwhile
+            for warning in plan.warnings:
+                click.echo(f"warning: {e.name}: {warning}", err=True)
+            click.echo(f"due: {e.name}: {plan.recipients} recipients via {settings.provider}")
+            if dry_run:
+                continue
+            result = core.run(plan)
+        except MailerError as err:
+            click.echo(f"error: {e.name}: {safe(str(err))}", err=True)
+            code = max(code, EXIT_ERROR)
+            continue
+        click.echo(
+            f"  sent {result.sent}, failed {result.failed}, ambiguous {result.ambiguous} "
+            f"in {result.elapsed:.1f}s"
+        )
+        if result.stopped or result.failed or result.ambiguous:
+            if result.stopped:
+                click.echo(f"error: {e.name}: stopped: {result.stopped}", err=True)
+            code = max(code, EXIT_PARTIAL if not result.stopped else EXIT_ERROR)
+    if code:
+        sys.exit(code)
 
 
 def _run_with_progress(core: Any, plan: Any) -> Any:
@@ -170,6 +278,53 @@ def _finished(counts: dict[str, int], slug: str) -> None:
             err=True,
         )
         sys.exit(EXIT_PARTIAL)
+
+
+@cli.command("schedule")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_obj
+def schedule_command(obj: Obj, as_json: bool) -> None:
+    """List the issues: draft, scheduled, due, late, sending or sent, with their times.
+
+    \b
+    Example:
+      mailer schedule
+    """
+    from mailer.delivery import schedule
+
+    entries = schedule.scan(obj.settings(), schedule.utcnow())
+    order = {s: i for i, s in enumerate(schedule.State)}
+    entries.sort(key=lambda e: (e.send_at or e.first_sent or _FAR, order[e.state], e.name))
+    if as_json:
+        rows = [
+            {
+                "file": e.name,
+                "slug": e.slug,
+                "subject": e.subject,
+                "state": e.state.value,
+                "send_at": e.send_at.isoformat() if e.send_at else None,
+                "first_sent": e.first_sent.isoformat() if e.first_sent else None,
+                "sent": e.sent,
+                "pending": e.pending,
+                "error": e.error or None,
+            }
+            for e in entries
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not entries:
+        click.echo("no issues yet")
+        return
+    for e in entries:
+        when = e.send_at.isoformat(timespec="minutes") if e.send_at else "-"
+        detail = safe(e.subject) if not e.error else safe(e.error)
+        if e.state in (schedule.State.SENT, schedule.State.SENDING):
+            first = e.first_sent.isoformat(timespec="minutes") if e.first_sent else "?"
+            detail += f" (sent {e.sent}, pending {e.pending}, first sent {first})"
+        click.echo(f"{e.state.value:<10} {when:<26} {safe(e.name)}  {detail}")
+
+
+_FAR = dt.datetime.max.replace(tzinfo=dt.UTC)  # unscheduled drafts sort last
 
 
 @cli.command()

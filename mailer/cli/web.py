@@ -129,3 +129,38 @@ def _preview_server() -> type:
             super().handle_exit(sig, frame)
 
     return PreviewServer
+
+
+@cli.group()
+def archive() -> None:
+    """The web archive of sent issues (also served live by `mailer serve` at /archive/).
+
+    \b
+    Example:
+      mailer archive export public
+    """
+
+
+@archive.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@pass_obj
+def archive_export(obj: Obj, directory: Path) -> None:
+    """Write the archive as static files for any static host: archive/index.html,
+    archive/SLUG/index.html, feed.xml and media/. Links are relative; the subscribe
+    form posts to base_url, where `mailer serve` runs.
+
+    \b
+    Example:
+      mailer archive export public
+    """
+    from mailer.store import open_store
+    from mailer.web.archive import export
+
+    settings = obj.settings()
+    settings.require("base_url")
+    with open_store(settings) as store:
+        written = export(settings, store, directory)
+    issues = sum(1 for p in written if p.name == "index.html" and p.parent.parent.name == "archive")
+    click.echo(
+        f"wrote {len(written)} files to {directory} ({issues} issues); open {directory / 'archive' / 'index.html'}"
+    )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailer.config import Settings
-from mailer.content import checks
+from mailer.content import checks, markdown, media
 from mailer.content.issue import load_issue
 from mailer.content.render import RenderedIssue, Renderer, write_build
 from mailer.delivery.mailing import IssueMailing, snapshot_of
@@ -23,6 +23,8 @@ class BuildResult:
     files: list[tuple[Path, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str = ""
+    local_images: list[tuple[str, int, int, int]] = field(default_factory=list)  # name, w, h, bytes
+    remote_images: list[str] = field(default_factory=list)
 
 
 def personalize_for(
@@ -70,4 +72,21 @@ def build_issue(
     out = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
     html_path, text_path = write_build(html, text, out, rendered.issue.slug)
     result.files = [(html_path, size), (text_path, len(text.encode("utf-8")))]
+    for m in rendered.media:  # beside the HTML, for a look or an upload; serve has them too
+        write_media(out / "media", m.name, m.data)
+        result.local_images.append((m.name, m.width, m.height, len(m.data)))
+    tokens = markdown.parse(rendered.issue.body)
+    result.remote_images = [s for s in markdown.images(tokens) if not media.is_local(s)]
     return result
+
+
+def write_media(directory: Path, name: str, data: bytes) -> None:
+    from mailer import files
+    from mailer.errors import InputError
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not (directory / name).exists():  # named by content: present means the same
+            files.write_bytes(directory / name, data)
+    except OSError as e:
+        raise InputError(f"cannot write {directory / name}: {e.strerror or e}") from None

@@ -31,19 +31,28 @@ PREVIEW_SECRET = "preview-only-not-a-real-secret"
 def snapshot_of(settings: Settings, rendered: RenderedIssue) -> Snapshot:
     """What the ledger pins for an issue: subject, preheader, both templates, headers."""
     issue = rendered.issue
+    headers = {
+        "List-Id": f"{settings.display_name} <{settings.effective_list_id}>",
+        # Gmail's feedback loop groups complaints by these (campaign:list:type:sender).
+        "Feedback-ID": f"{issue.slug}:{settings.effective_list_id}:newsletter:mailer",
+        # Vacation responders skip bulk mail: no "I am away" reply to every issue.
+        "Precedence": "bulk",
+    }
+    base = settings.base_url.rstrip("/")
+    if base:
+        # RFC 2369: where past issues are, and that this list takes no posts.
+        headers["List-Archive"] = f"<{base}/archive/>"
+        headers["List-Post"] = "NO"
     return Snapshot(
         subject=issue.subject,
         preheader=issue.preheader,
         html=rendered.html.template,
         text=rendered.text.template,
-        headers={
-            "List-Id": f"{settings.display_name} <{settings.effective_list_id}>",
-            # Gmail's feedback loop groups complaints by these (campaign:list:type:sender).
-            "Feedback-ID": f"{issue.slug}:{settings.effective_list_id}:newsletter:mailer",
-            # Vacation responders skip bulk mail: no "I am away" reply to every issue.
-            "Precedence": "bulk",
-        },
+        headers=headers,
         source=settings.relative(issue.source),
+        web_html=rendered.web_html if issue.archive else "",
+        archive=issue.archive,
+        date=issue.date,
     )
 
 

@@ -70,6 +70,12 @@ class Outbound:
     def _one(self, job: Job) -> None:
         queue = self.store.queue
         try:
+            if job.kind == "welcome" and job.subscriber_id is not None:
+                from mailer.delivery.welcome import welcome
+
+                welcome(self.settings, self.store, job.subscriber_id)
+                queue.done(job)
+                return
             s = self._subscriber(job)
             if s is not None:
                 self._confirm(s)

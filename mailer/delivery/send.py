@@ -12,6 +12,7 @@ from mailer import addresses
 from mailer.config import Settings, check_base_url
 from mailer.content import checks
 from mailer.content.issue import SLUG, load_issue
+from mailer.content.media import Media
 from mailer.content.placeholders import TOKENS
 from mailer.content.render import RenderedIssue, Renderer
 from mailer.delivery.adhoc import AdhocResult, send_adhoc
@@ -41,6 +42,7 @@ class Plan:
     retry: RecipientState | None = None
     update_content: bool = False
     warnings: list[str] = field(default_factory=list)
+    media: tuple[Media, ...] = ()  # local images the snapshot links to, stored when it runs
 
     @property
     def finished(self) -> bool:
@@ -56,9 +58,9 @@ class Plan:
         )
 
 
-def prepare(settings: Settings, path: Path) -> RenderedIssue:
+def prepare(settings: Settings, path: Path, web: bool = True) -> RenderedIssue:
     settings.require(*REQUIRED)
-    rendered = Renderer(settings).render(load_issue(path))
+    rendered = Renderer(settings).render(load_issue(path), web=web)
     problems = checks.footer_problems(
         rendered.html.template,
         rendered.text.template,
@@ -86,11 +88,15 @@ def plan(
     settings.require(*REQUIRED)
     signer_from(settings)  # a missing or malformed DKIM key stops here, before anything
     snapshot, slug, warnings = None, str(target), []
+    found_media: tuple[Media, ...] = ()
     local = check_base_url(settings)
     if _is_file(target):
+        from mailer.delivery.schedule import _not_welcome
+
+        _not_welcome(settings, Path(target))
         rendered = prepare(settings, Path(target))
         snapshot, slug = snapshot_of(settings, rendered), rendered.issue.slug
-        warnings = list(rendered.warnings)
+        warnings, found_media = list(rendered.warnings), rendered.media
     elif not SLUG.fullmatch(slug):
         raise InputError(f"{target}: no such issue file or slug; check the path")
     if local:
@@ -107,13 +113,23 @@ def plan(
                 raise InputError(
                     "no active subscribers; add some with 'mailer subscribers import FILE'"
                 )
-            return Plan(settings, slug, snapshot.subject, snapshot, None, n, {}, warnings=warnings)
+            return Plan(
+                settings,
+                slug,
+                snapshot.subject,
+                snapshot,
+                None,
+                n,
+                {},
+                warnings=warnings,
+                media=found_media,
+            )
         if snapshot is not None:
             store.ledger.check_source(pinned, snapshot)
         counts = store.ledger.counts(pinned.issue_id)
     pending = counts["pending"] + counts["requesting"] + (counts[retry.value] if retry else 0)
     p = Plan(settings, slug, pinned.snapshot.subject, snapshot, pinned, pending, counts, retry)
-    p.update_content, p.warnings = update_content, warnings
+    p.update_content, p.warnings, p.media = update_content, warnings, found_media
     if update_content and snapshot is None:
         raise InputError("--update-content needs the issue file, not its slug")
     return p
@@ -129,6 +145,8 @@ def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
     s = p.settings
     with open_store(s) as store:
         ledger = store.ledger
+        # Images first: once the issue is pinned, a reader may open it at any moment.
+        store.archive.put_media((m.name, m.content_type, m.data) for m in p.media)
         pinned = ledger.pin(p.slug, p.snapshot, s.batch_size) if p.snapshot else p.pinned
         assert pinned is not None  # plan() refused a slug that was never pinned
         if p.update_content and p.snapshot is not None and p.changed:
@@ -155,7 +173,10 @@ def send_test(settings: Settings, path: Path, emails: list[str]) -> tuple[AdhocR
     """[TEST] copies to the given addresses only, outside the ledger; and warnings."""
     settings.require(*REQUIRED)
     local = check_base_url(settings, test=True)
-    rendered = prepare(settings, path)
+    rendered = prepare(settings, path, web=False)
+    if rendered.media:  # a test copy's images must load too: served from the database
+        with open_store(settings) as store:
+            store.archive.put_media((m.name, m.content_type, m.data) for m in rendered.media)
     issue = dataclasses.replace(rendered.issue, subject=f"[TEST] {rendered.issue.subject}")
     people = []
     for raw in emails:

@@ -8,6 +8,7 @@ from starlette.responses import HTMLResponse
 
 from mailer.config import Settings
 from mailer.content import templates
+from mailer.content.i18n import translations
 
 
 @dataclass
@@ -22,7 +23,9 @@ class Form:
 class Pages:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.env = templates.environment(settings.project)
+        self.language = settings.language or "en"
+        self.env = templates.environment(settings.project, self.language)
+        self.gettext = translations(self.language, settings.project).gettext
 
     def render(
         self, title: str, lines: list[str], form: Form | None = None, status: int = 200
@@ -35,16 +38,17 @@ class Pages:
                 "lines": lines,
                 "form": form,
                 "newsletter_name": self.settings.display_name,
-                "lang": self.settings.language or "en",
+                "lang": self.language,
             },
         )
         return HTMLResponse(html, status_code=status, headers=NO_INDEX)
 
     def not_found(self) -> HTMLResponse:
         """One answer for every bad token: it tells nothing about who is on the list."""
+        _ = self.gettext
         return self.render(
-            "Link not valid",
-            ["This link is not valid. Check that you copied all of it."],
+            _("Link not valid"),
+            [_("This link is not valid. Check that you copied all of it.")],
             status=404,
         )
 

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from mailer.config import Settings
 from mailer.content import checks
 from mailer.content.issue import load_issue
+from mailer.content.media import Media
 from mailer.content.render import Renderer
 from mailer.delivery.compose import personalize_for
 from mailer.errors import MailerError
@@ -81,6 +82,11 @@ class Previewer:
         self.version = 0
         self.changed = asyncio.Event()
         self.stopping = asyncio.Event()  # set on Ctrl-C: event streams end at once
+        # Local images are served by the preview itself at /media/ (the sent mail links them
+        # under base_url, where `mailer serve` answers once the issue is pinned). One
+        # renderer, so a photo is converted once, not on every keystroke.
+        self.renderer = Renderer(settings, media_base="/media/")
+        self.media: dict[str, Media] = {}
 
     def issues(self) -> dict[str, Path]:
         if self.target.is_dir():
@@ -96,7 +102,8 @@ class Previewer:
             return None
         out = Rendered(name)
         try:
-            rendered = Renderer(self.settings).render(load_issue(path))
+            rendered = self.renderer.render(load_issue(path))
+            self.media.update((m.name, m) for m in rendered.media)
             out.html, out.text, message = personalize_for(self.settings, rendered, self.as_email)
         except MailerError as e:
             out.error = str(e)
@@ -193,6 +200,12 @@ def create_preview_app(previewer: Previewer, hosts: Sequence[str] = ("127.0.0.1"
             return r
         return PlainTextResponse(r.error or r.text, 500 if r.error else 200)
 
+    async def media_file(request: Request) -> Response:
+        found = previewer.media.get(request.path_params["name"])
+        if found is None:
+            return PlainTextResponse("not found", 404)
+        return Response(found.data, media_type=found.content_type)
+
     async def source(request: Request) -> Response:
         r = rendered_or_404(request)
         if isinstance(r, Response):
@@ -244,6 +257,7 @@ def create_preview_app(previewer: Previewer, hosts: Sequence[str] = ("127.0.0.1"
         Route("/issue/{name}/source", source),
         Route("/issue/{name}/info.json", info),
         Route("/events", events),
+        Route("/media/{name}", media_file),
     ]
     allowed = (
         ["*"]

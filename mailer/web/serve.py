@@ -18,11 +18,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mailer import addresses
 from mailer.config import Settings
+from mailer.content import media
 from mailer.delivery.outbound import Outbound
 from mailer.errors import ConfigError
 from mailer.models import SUPPRESSED, SubscriberStatus
@@ -30,6 +31,7 @@ from mailer.providers import sendgrid_events
 from mailer.store import Store
 from mailer.store.subscribers import Confirmed, Subscriber, clean_name
 from mailer.tokens import TokenSigner, confirm_signer, resubscribe_signer, unsubscribe_signer
+from mailer.web.archive import Site
 from mailer.web.pages import Form, Pages
 
 FORM_LIMIT = 64 * 1024
@@ -125,6 +127,12 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
         Route("/confirm/{token}", confirm_page, methods=["GET"]),
         Route("/confirm/{token}", confirm_post, methods=["POST"]),
         Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+        Route("/archive", _to_slash, methods=["GET"]),
+        Route("/archive/", archive_index, methods=["GET"]),
+        Route("/archive/{slug}", _to_slash, methods=["GET"]),
+        Route("/archive/{slug}/", archive_issue, methods=["GET"]),
+        Route("/feed.xml", feed, methods=["GET"]),
+        Route("/media/{name}", media_file, methods=["GET"]),
     ]
     state = ServeState(
         settings=settings,
@@ -219,21 +227,31 @@ async def unsubscribe_page(request: Request) -> Response:
     found = await _subscriber(request, st.unsub, 3)
     if found is None:
         return st.pages.not_found()
-    s, _ = found
+    s = found[0]
     if s.status in SUPPRESSED:
         return _unsubscribed(st, s)
+    _ = st.pages.gettext
     return st.pages.render(
-        "Unsubscribe?",
-        [f"Stop sending {st.settings.display_name} to {addresses.mask(s.email)}?"],
-        Form(request.url.path, "Unsubscribe", hidden=[("List-Unsubscribe", "One-Click")]),
+        _("Unsubscribe?"),
+        [
+            _("Stop sending %(newsletter)s to %(email)s?")
+            % {"newsletter": st.settings.display_name, "email": addresses.mask(s.email)}
+        ],
+        Form(request.url.path, _("Unsubscribe"), hidden=[("List-Unsubscribe", "One-Click")]),
     )
 
 
 def _unsubscribed(st: ServeState, s: Subscriber) -> Response:
+    _ = st.pages.gettext
     return st.pages.render(
-        "You are unsubscribed",
-        [f"{addresses.mask(s.email)} will get no more email from {st.settings.display_name}."],
-        Form(f"/resubscribe/{st.resub.sign(s.id, s.nonce)}", "Subscribe again", style="secondary"),
+        _("You are unsubscribed"),
+        [
+            _("%(email)s will get no more email from %(newsletter)s.")
+            % {"email": addresses.mask(s.email), "newsletter": st.settings.display_name}
+        ],
+        Form(
+            f"/resubscribe/{st.resub.sign(s.id, s.nonce)}", _("Subscribe again"), style="secondary"
+        ),
     )
 
 
@@ -257,45 +275,57 @@ async def resubscribe(request: Request) -> Response:
     found = await _subscriber(request, st.resub, 2)
     if found is None:
         return st.pages.not_found()
-    s, _ = found
+    s = found[0]
     if s.status == SubscriberStatus.ACTIVE:
-        return _subscribed(st, s, "You are subscribed")
+        return _subscribed(st, s, st.pages.gettext("You are subscribed"))
     if not st.limiter.allow(f"resubscribe:{s.id}"):  # an old link must not flood the inbox
-        return st.pages.render(
-            "Slow down", ["Too many attempts; try again in a minute."], status=429
-        )
+        return _slow_down(st)
     await run_in_threadpool(st.store.queue.confirm, s.id)
     st.outbound.notify()
     return _check_inbox(st, s.email)
 
 
+def _slow_down(st: ServeState) -> Response:
+    _ = st.pages.gettext
+    return st.pages.render(
+        _("Slow down"), [_("Too many attempts; try again in a minute.")], status=429
+    )
+
+
 async def subscribe_page(request: Request) -> Response:
     st = _state(request)
+    _ = st.pages.gettext
     return st.pages.render(
-        f"Subscribe to {st.settings.display_name}",
-        ["We will send you an email to confirm."],
+        _("Subscribe to %(newsletter)s") % {"newsletter": st.settings.display_name},
+        [_("We will send you an email to confirm.")],
         Form(
             "/subscribe",
-            "Subscribe",
-            fields=[("email", "Email address", "email"), ("name", "Name (optional)", "text")],
+            _("Subscribe"),
+            fields=[
+                ("email", _("Email address"), "email"),
+                ("name", _("Name (optional)"), "text"),
+            ],
         ),
     )
 
 
 async def subscribe(request: Request) -> Response:
     st = _state(request)
+    _ = st.pages.gettext
     form = await read_form(request)
     if form is None or not form.get("email"):
-        return st.pages.render("Subscribe", ["Please give an email address."], status=400)
+        return st.pages.render(_("Subscribe"), [_("Please give an email address.")], status=400)
     ip, ua = _client(request)
     if not st.limiter.allow(ip or "?"):
-        return st.pages.render(
-            "Slow down", ["Too many attempts; try again in a minute."], status=429
-        )
+        return _slow_down(st)
     try:
         email = addresses.normalize(form["email"])
     except addresses.InvalidAddress as e:
-        return st.pages.render("Subscribe", [f"That address does not look right: {e}"], status=400)
+        return st.pages.render(
+            _("Subscribe"),
+            [_("That address does not look right: %(reason)s") % {"reason": e}],
+            status=400,
+        )
     name = clean_name(form.get("name", ""))
     await run_in_threadpool(st.store.queue.signup, email, name, ip, ua)
     st.outbound.notify()
@@ -305,14 +335,22 @@ async def subscribe(request: Request) -> Response:
 
 
 def _check_inbox(st: ServeState, email: str) -> Response:
+    _ = st.pages.gettext
     return st.pages.render(
-        "Check your inbox",
-        [f"If {addresses.mask(email)} can subscribe, a confirmation email is on its way."],
+        _("Check your inbox"),
+        [
+            _("If %(email)s can subscribe, a confirmation email is on its way.")
+            % {"email": addresses.mask(email)}
+        ],
     )
 
 
 def _subscribed(st: ServeState, s: Subscriber, title: str) -> Response:
-    return st.pages.render(title, [f"{addresses.mask(s.email)} gets {st.settings.display_name}."])
+    line = st.pages.gettext("%(email)s gets %(newsletter)s.") % {
+        "email": addresses.mask(s.email),
+        "newsletter": st.settings.display_name,
+    }
+    return st.pages.render(title, [line])
 
 
 async def confirm_page(request: Request) -> Response:
@@ -320,11 +358,15 @@ async def confirm_page(request: Request) -> Response:
     found = await _subscriber(request, st.confirm, 3)
     if found is None:
         return st.pages.not_found()
-    s, _ = found
+    s = found[0]
+    _ = st.pages.gettext
     return st.pages.render(
-        "Confirm your subscription",
-        [f"Subscribe {addresses.mask(s.email)} to {st.settings.display_name}?"],
-        Form(request.url.path, "Confirm"),
+        _("Confirm your subscription"),
+        [
+            _("Subscribe %(email)s to %(newsletter)s?")
+            % {"email": addresses.mask(s.email), "newsletter": st.settings.display_name}
+        ],
+        Form(request.url.path, _("Confirm")),
     )
 
 
@@ -338,15 +380,17 @@ async def confirm_post(request: Request) -> Response:
     result = await run_in_threadpool(
         st.store.subscribers.confirm, sid, nonce, confirm_nonce, ip, ua
     )
+    _ = st.pages.gettext
     if result is Confirmed.CONFIRMED:
-        return _subscribed(st, s, "You are subscribed")
+        st.outbound.notify()  # the welcome mail, if there is one, goes out after this page
+        return _subscribed(st, s, _("You are subscribed"))
     if result is Confirmed.ALREADY:
-        return _subscribed(st, s, "You are already subscribed")
+        return _subscribed(st, s, _("You are already subscribed"))
     return st.pages.render(
-        "This link has expired",
+        _("This link has expired"),
         [
-            "This confirmation link was used already, or a newer one was sent.",
-            "To subscribe, use the newest email, or sign up again.",
+            _("This confirmation link was used already, or a newer one was sent."),
+            _("To subscribe, use the newest email, or sign up again."),
         ],
         status=410,
     )
@@ -383,6 +427,61 @@ async def sendgrid_webhook(request: Request) -> Response:
     return PlainTextResponse(
         f"recorded {applied.recorded}, duplicates {applied.duplicates}, rejected {rejected}", 200
     )
+
+
+# The archive: public, cacheable for a few minutes, never framed, never running a script.
+PUBLIC = {
+    "Cache-Control": "public, max-age=300",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "script-src 'none'; object-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+
+
+async def _to_slash(request: Request) -> Response:
+    return RedirectResponse(request.url.path + "/", status_code=308)
+
+
+async def archive_index(request: Request) -> Response:
+    st = _state(request)
+    items = await run_in_threadpool(st.store.archive.issues)
+    return HTMLResponse(Site(st.settings).index(items), headers=PUBLIC)
+
+
+async def archive_issue(request: Request) -> Response:
+    st = _state(request)
+    item = await run_in_threadpool(st.store.archive.issue, request.path_params["slug"])
+    if item is None:
+        _ = st.pages.gettext
+        return st.pages.render(
+            _("No such issue"), [_("There is no issue at this address.")], status=404
+        )
+    return HTMLResponse(Site(st.settings).issue_page(item), headers=PUBLIC)
+
+
+async def feed(request: Request) -> Response:
+    st = _state(request)
+    items = await run_in_threadpool(st.store.archive.issues, 50)
+    data = await run_in_threadpool(Site(st.settings).feed, items)
+    return Response(data, media_type="application/atom+xml; charset=utf-8", headers=PUBLIC)
+
+
+async def media_file(request: Request) -> Response:
+    """Images by content hash: the bytes behind a name never change, so cache them for ever."""
+    st = _state(request)
+    name = request.path_params["name"]
+    if media.content_type(name) is None:
+        return PlainTextResponse("not found", 404)
+    found = await run_in_threadpool(st.store.archive.media, name)
+    if found is None:
+        return PlainTextResponse("not found", 404)
+    kind, data = found
+    headers = {
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(data, media_type=kind, headers=headers)
 
 
 async def healthz(request: Request) -> Response:

@@ -1,0 +1,248 @@
+"""The weekly cadence: which issue is scheduled, due, late, sending or sent.
+
+An issue is scheduled by `send_at` in its front matter (`mailer send FILE --at WHEN`
+writes it). `mailer send --due`, run by cron or a systemd timer, sends what is due: the
+ledger makes two overlapping runs share the work and never send twice. Every function
+takes `now`, so tests drive the schedule with a clock of their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from mailer.config import Settings
+from mailer.content.issue import load_issue, parse_when
+from mailer.errors import InputError, MailerError
+from mailer.models import Issue
+from mailer.store import Store, open_store
+
+SUFFIXES = (".md", ".markdown")
+
+
+class State(StrEnum):
+    DRAFT = "draft"  # no send_at
+    SCHEDULED = "scheduled"  # send_at ahead
+    DUE = "due"  # send_at passed, within max_lateness
+    LATE = "late"  # send_at passed more than max_lateness ago: a human decides
+    SENDING = "sending"  # pinned, recipients still pending
+    SENT = "sent"
+    BROKEN = "broken"  # the file does not parse
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # the file, relative to the project, or the slug for a pin without a file
+    slug: str
+    subject: str
+    date: str
+    send_at: dt.datetime | None
+    state: State
+    sent: int = 0
+    pending: int = 0
+    first_sent: dt.datetime | None = None
+    error: str = ""
+    path: Path | None = None
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def resolve(when: dt.datetime | None, settings: Settings, where: str) -> dt.datetime | None:
+    """An aware time: a naive one is in the `timezone` setting, which must then be set."""
+    if when is None or when.tzinfo is not None:
+        return when
+    if not settings.timezone:
+        raise InputError(
+            f"{where} {when.isoformat()} has no UTC offset; write e.g. "
+            f'{when.isoformat()}+08:00, or set timezone = "Asia/Shanghai" in mailer.toml'
+        )
+    return when.replace(tzinfo=zoneinfo.ZoneInfo(settings.timezone))
+
+
+def parse_at(text: str, settings: Settings) -> dt.datetime:
+    """`--at WHEN`: ISO 8601, with an offset or in the timezone setting."""
+    when = resolve(parse_when(text, "--at"), settings, "--at")
+    assert when is not None  # parse_when refuses an empty value before this
+    return when
+
+
+def welcome_path(settings: Settings) -> Path | None:
+    return settings.path(settings.welcome_issue).resolve() if settings.welcome_issue else None
+
+
+def issue_files(settings: Settings) -> list[Path]:
+    """The issues under issues_dir, but the welcome mail (never sent to the whole list)."""
+    folder = settings.path(settings.issues_dir)
+    if not folder.is_dir():
+        return []
+    welcome = welcome_path(settings)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in SUFFIXES and p.is_file() and p.resolve() != welcome
+    )
+
+
+def scan(settings: Settings, now: dt.datetime, store: Store | None = None) -> list[Entry]:
+    """Every issue file and every pinned issue, with its state at `now`."""
+    if store is None:
+        with open_store(settings) as own:
+            return scan(settings, now, own)
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    for path in issue_files(settings):
+        name = settings.relative(path)
+        try:
+            issue = load_issue(path)
+            send_at = resolve(issue.send_at, settings, f"{name}: send_at")
+        except MailerError as e:
+            entries.append(Entry(name, "", "", "", None, State.BROKEN, error=str(e), path=path))
+            continue
+        seen.add(issue.slug)
+        entries.append(_entry(settings, store, name, issue, send_at, now, path))
+    welcome = welcome_path(settings)
+    welcome_slug = _slug_of(welcome) if welcome else None
+    for row in store.ledger.pinned_issues():
+        slug = str(row["slug"])
+        if slug in seen or slug == welcome_slug:
+            continue
+        counts = store.ledger.counts(int(row["id"]))
+        pending = counts["pending"] + counts["requesting"]
+        entries.append(
+            Entry(
+                str(row["source"] or slug),
+                slug,
+                str(row["subject"]),
+                "",
+                None,
+                State.SENDING if pending else State.SENT,
+                sent=counts["sent"],
+                pending=pending,
+                first_sent=_aware(row["created_at"]),
+            )
+        )
+    return entries
+
+
+def _slug_of(path: Path) -> str | None:
+    try:
+        return load_issue(path).slug if path.is_file() else None
+    except MailerError:
+        return None
+
+
+def _entry(
+    settings: Settings,
+    store: Store,
+    name: str,
+    issue: Issue,
+    send_at: dt.datetime | None,
+    now: dt.datetime,
+    path: Path,
+) -> Entry:
+    found = store.ledger.find(issue.slug)
+    sent = pending = 0
+    first_sent = None
+    if found is not None and found["version"] is not None:
+        counts = store.ledger.counts(int(found["id"]))
+        sent, pending = counts["sent"], counts["pending"] + counts["requesting"]
+        first_sent = _aware(found["created_at"])
+        state = State.SENDING if pending else State.SENT
+        if pending and send_at is not None and now - send_at > _lateness(settings):
+            state = State.LATE
+    elif send_at is None:
+        state = State.DRAFT
+    elif send_at > now:
+        state = State.SCHEDULED
+    elif now - send_at > _lateness(settings):
+        state = State.LATE
+    else:
+        state = State.DUE
+    return Entry(
+        name,
+        issue.slug,
+        issue.subject,
+        issue.date,
+        send_at,
+        state,
+        sent=sent,
+        pending=pending,
+        first_sent=first_sent,
+        path=path,
+    )
+
+
+def _lateness(settings: Settings) -> dt.timedelta:
+    return dt.timedelta(seconds=settings.max_lateness)
+
+
+def _aware(value: object) -> dt.datetime | None:
+    if not isinstance(value, dt.datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def due(entries: Iterable[Entry]) -> list[Entry]:
+    """What `send --due` sends, oldest first: due issues, and scheduled sends that stopped
+    part way (a crash) while still within max_lateness."""
+    picked = [
+        e
+        for e in entries
+        if e.send_at is not None and e.state in (State.DUE, State.SENDING) and e.path is not None
+    ]
+    return sorted(picked, key=lambda e: (e.send_at, e.name))
+
+
+def latest_unsent(entries: Iterable[Entry]) -> Entry | None:
+    """`send --latest`: the newest issue never sent, by its date (or its send_at's day),
+    then its file name."""
+    unsent = [
+        e for e in entries if e.state in (State.DRAFT, State.SCHEDULED, State.DUE, State.LATE)
+    ]
+    if not unsent:
+        return None
+
+    def newest(e: Entry) -> tuple[str, str]:
+        return e.date or (e.send_at.date().isoformat() if e.send_at else ""), e.name
+
+    return max(unsent, key=newest)
+
+
+def lateness(entry: Entry, now: dt.datetime) -> dt.timedelta:
+    assert entry.send_at is not None
+    return now - entry.send_at
+
+
+def schedule(settings: Settings, path: Path, at: str, now: dt.datetime) -> dt.datetime:
+    """`send FILE --at WHEN`: check the issue would send (renders, fits, has its footer),
+    then write send_at into its front matter. A pinned issue is not rescheduled."""
+    from mailer.content.issue import set_send_at
+    from mailer.delivery.send import prepare
+
+    when = parse_at(at, settings)
+    if not path.is_file():
+        raise InputError(f"{path}: no such issue file; --at schedules a file")
+    _not_welcome(settings, path)
+    rendered = prepare(settings, path, web=False)  # refuse now what would fail at 3 a.m.
+    with open_store(settings) as store:
+        if store.ledger.load(rendered.issue.slug) is not None:
+            raise InputError(
+                f"{path}: {rendered.issue.slug!r} was sent already (see 'mailer status'); "
+                "--at schedules an issue that has not started"
+            )
+    set_send_at(path, when)
+    return when
+
+
+def _not_welcome(settings: Settings, path: Path) -> None:
+    if path.resolve() == welcome_path(settings):
+        raise InputError(
+            f"{path} is the welcome mail: mailer serve sends it to each person who confirms; "
+            "to mail it to the whole list, copy it to a file of its own"
+        )

@@ -1,0 +1,97 @@
+"""The welcome: what a person gets once, when they confirm their subscription.
+
+`issues/welcome.md` (or the `welcome_issue` setting) and, with `welcome_latest`, the
+latest issue. Both go through the ledger like any send: the person is enrolled in the
+pinned issue in a batch of their own (once: enrolling twice is a no-op) and only that
+batch is sent, so a welcome never joins or disturbs a send in progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from mailer.config import Settings
+from mailer.delivery.engine import Sender
+from mailer.delivery.schedule import welcome_path
+from mailer.errors import DeliveryError
+from mailer.models import Recipient, SubscriberStatus
+from mailer.providers import make_provider
+from mailer.store import Store
+from mailer.store.ledger import Claim, Ledger, Pinned
+
+
+@dataclass
+class Welcomed:
+    sent: list[str]  # slugs sent to the person by this call
+
+
+def welcome(settings: Settings, store: Store, subscriber_id: int) -> Welcomed:
+    s = store.subscribers.by_id(subscriber_id)
+    done = Welcomed([])
+    if s is None or s.status != SubscriberStatus.ACTIVE:
+        return done
+    targets: list[Pinned] = []
+    welcome_pin = _pin_welcome(settings, store)
+    if welcome_pin is not None:
+        targets.append(welcome_pin)
+    if settings.welcome_latest:
+        latest = store.ledger.latest(exclude=welcome_pin.slug if welcome_pin else "")
+        if latest is not None:
+            targets.append(latest)
+    for pinned in targets:
+        seq = store.ledger.enroll(pinned.issue_id, subscriber_id)
+        if seq is None:
+            continue  # had it already
+        from mailer.delivery.send import mailing_for
+
+        sender = Sender(
+            OneBatch(store.ledger, seq),
+            make_provider(settings),
+            mailing_for(settings, pinned),
+            settings,
+            pinned.version,
+        )
+        result = sender.run()
+        if result.stopped:
+            raise DeliveryError(f"the welcome {pinned.slug!r} stopped: {result.stopped}")
+        done.sent.append(pinned.slug)
+    return done
+
+
+def _pin_welcome(settings: Settings, store: Store) -> Pinned | None:
+    """The welcome file as pinned: pinned on first use (nobody enrolled), pinned again as
+    a new version when the file changed, so each new subscriber gets the current text."""
+    path = welcome_path(settings)
+    if path is None or not path.is_file():
+        return None
+    from mailer.delivery.mailing import snapshot_of
+    from mailer.delivery.send import prepare
+
+    rendered = prepare(settings, path, web=False)
+    snapshot = snapshot_of(settings, rendered)
+    snapshot = dataclasses.replace(snapshot, archive=False, web_html="")
+    store.archive.put_media((m.name, m.content_type, m.data) for m in rendered.media)
+    ledger = store.ledger
+    pinned = ledger.pin(rendered.issue.slug, snapshot, settings.batch_size, enroll_all=False)
+    if pinned.snapshot.content_hash != snapshot.content_hash:
+        pinned = ledger.repin(pinned, snapshot)
+    return pinned
+
+
+class OneBatch(Ledger):
+    """The ledger, as a Sender sees it, limited to one batch: the new subscriber's."""
+
+    def __init__(self, ledger: Ledger, seq: int) -> None:
+        super().__init__(ledger.engine)
+        self.seq = seq
+
+    def claim(
+        self, issue_id: int, owner: str, version: int = 1, seq: int | None = None
+    ) -> Claim | None:
+        return super().claim(issue_id, owner, version, seq=self.seq)
+
+    def claim_group(
+        self, issue_id: int, owner: str, limit: int, version: int = 1, seq: int | None = None
+    ) -> tuple[Claim, list[Recipient], bool] | None:
+        return super().claim_group(issue_id, owner, limit, version, seq=self.seq)

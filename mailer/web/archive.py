@@ -1,0 +1,131 @@
+"""The issue on the web: the archive list, each issue's web version, the Atom feed and the
+media, made once for `mailer serve` and `mailer archive export` alike.
+
+Pages are built from the ledger's pins (what was sent), never from the files. Links are
+relative where a static host needs them to be: the same pages work under `mailer serve`
+at /archive/ and copied anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer import files
+from mailer.config import Settings
+from mailer.content import templates
+from mailer.errors import InputError
+from mailer.store import Store
+from mailer.store.archive import Published
+
+
+@dataclass(frozen=True)
+class Site:
+    settings: Settings
+
+    @property
+    def base(self) -> str:
+        return self.settings.base_url.rstrip("/")
+
+    def index(self, items: list[Published]) -> str:
+        """/archive/: newest first, subject, date and preheader."""
+        env = templates.environment(self.settings.project, self.settings.language or "en")
+        return templates.render(
+            env,
+            "archive.html.j2",
+            {
+                "lang": self.settings.language or "en",
+                "newsletter_name": self.settings.display_name,
+                "issues": items,
+                "subscribe_url": f"{self.base}/subscribe" if self.base else "../subscribe",
+                "feed_url": "../feed.xml",
+            },
+        )
+
+    def issue_page(self, item: Published, relative_media: bool = False) -> str:
+        """The web version as pinned; in a static export its images load from ../../media/."""
+        if relative_media and self.base:
+            return item.web_html.replace(f"{self.base}/media/", "../../media/")
+        return item.web_html
+
+    def feed(self, items: list[Published]) -> bytes:
+        """Atom (RFC 4287): one entry per archived issue, the web version as its content."""
+        from feedgen.feed import FeedGenerator
+
+        fg = FeedGenerator()
+        fg.id(f"{self.base}/archive/")
+        fg.title(self.settings.display_name)
+        fg.link(href=f"{self.base}/archive/", rel="alternate")
+        fg.link(href=f"{self.base}/feed.xml", rel="self")
+        fg.language(self.settings.language or "en")
+        author = self.settings.from_name or self.settings.display_name
+        fg.author({"name": author})
+        if items:
+            fg.updated(max(i.sent_at for i in items))
+        else:
+            fg.updated(_epoch())
+        for item in reversed(items):  # feedgen puts the last added first
+            entry = fg.add_entry()
+            url = f"{self.base}/archive/{item.slug}/"
+            entry.id(url)
+            entry.title(item.subject)
+            entry.link(href=url, rel="alternate")
+            entry.published(item.sent_at)
+            entry.updated(item.sent_at)
+            if item.preheader:
+                entry.summary(item.preheader)
+            entry.content(_body(item.web_html), type="html")
+        data: bytes = fg.atom_str(pretty=True)
+        return data
+
+
+def _epoch() -> object:
+    import datetime as dt
+
+    return dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def _body(html: str) -> str:
+    """The <body> of a web version: a feed reader shows content, not a document."""
+    lower = html.lower()
+    start = lower.find("<body")
+    end = lower.rfind("</body>")
+    if start == -1 or end == -1:
+        return html
+    return html[html.index(">", start) + 1 : end]
+
+
+def export(settings: Settings, store: Store, out: Path) -> list[Path]:
+    """`mailer archive export DIR`: archive/index.html, archive/SLUG/index.html, feed.xml,
+    media/NAME. Written file by file, each atomically; what was there and is ours is
+    replaced, nothing else is touched."""
+    site = Site(settings)
+    items = store.archive.issues()
+    written: list[Path] = []
+
+    def put(rel: str, data: bytes) -> None:
+        path = out / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            files.write_bytes(path, data)
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e.strerror or e}; pick another DIR") from None
+        written.append(path)
+
+    put("archive/index.html", site.index(items).encode("utf-8"))
+    put("index.html", _redirect("archive/").encode("utf-8"))
+    for item in items:
+        put(f"archive/{item.slug}/index.html", site.issue_page(item, True).encode("utf-8"))
+    put("feed.xml", site.feed(items))
+    for name in store.archive.media_names():
+        found = store.archive.media(name)
+        if found is not None:
+            put(f"media/{name}", found[1])
+    return written
+
+
+def _redirect(to: str) -> str:
+    return (
+        '<!doctype html><meta charset="utf-8">'
+        f'<meta http-equiv="refresh" content="0; url={to}"><a href="{to}">{to}</a>\n'
+    )
