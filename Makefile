@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS := tests/js
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench messages clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,13 @@ lint: setup
 	$(BIN)/ruff check mailer tests bench
 	$(BIN)/ruff format --check mailer tests bench
 	$(BIN)/mypy
+
+# After changing a translatable string: refresh the template and every catalog's msgids.
+messages: setup
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k gettext --no-location --omit-header --sort-output -o mailer/locale/mailer.pot .
+	for po in mailer/locale/*.po; do \
+	  $(BIN)/pybabel update -i mailer/locale/mailer.pot -o $$po -l $$(basename $$po .po) --no-fuzzy-matching -w 100; \
+	done
 
 bench: setup
 	$(BIN)/python bench/run.py

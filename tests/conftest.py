@@ -103,6 +103,9 @@ def make_project(tmp_path: Path, db_url: str) -> Path:
     text = text.replace(
         'base_url = "http://127.0.0.1:8000"', 'base_url = "https://news.example.com"'
     )
+    # Pages and footers in English, so assertions read as the code does; the zh-CN
+    # catalog has tests of its own (test_weekly).
+    text = text.replace('language = "zh-CN"', 'language = "en"')
     toml.write_text(text)
     return root
 

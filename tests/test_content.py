@@ -112,7 +112,7 @@ def test_html_has_every_link_lang_dark_mode_and_fonts(renderer: Renderer, tmp_pa
         assert url in html
         if not url.endswith(".png"):
             assert url in text
-    assert '<html lang="zh-CN" dir="ltr"' in html
+    assert f'<html lang="{renderer.settings.language}" dir="ltr"' in html
     assert '<meta name="color-scheme" content="light dark"' in html
     assert "PingFang SC" in html and "Noto Sans CJK SC" in html and "Apple Color Emoji" in html
     assert "prefers-color-scheme: dark" in html

@@ -180,3 +180,25 @@ def test_views_live_reload_and_errors_in_chromium(
     with httpx.Client() as http:  # the server kept running through it all
         assert http.get(f"{live}/").status_code == 200
     page.close()
+
+
+def test_local_images_show_in_the_preview(settings: Settings, sqlite_project: Path) -> None:
+    """The preview serves converted local images itself: they show before anything is sent."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    (sqlite_project / "issues" / "img").mkdir()
+    Image.new("RGB", (2000, 1000), (10, 90, 200)).save(sqlite_project / "issues" / "img" / "c.jpg")
+    write(sqlite_project / "issues" / "pics.md", "# Pics\n\nText.\n\n![chart](img/c.jpg)\n")
+    with TestClient(
+        create_preview_app(Previewer(settings, sqlite_project / "issues")), base_url=LOCAL
+    ) as client:
+        html = client.get("/issue/pics.md/email.html").text
+        import re
+
+        (src,) = re.findall(r'<img[^>]* src="(/media/[0-9a-f]{20}\.jpg)"', html)
+        r = client.get(src)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert Image.open(BytesIO(r.content)).size == (1200, 600)
+        assert client.get("/media/" + "0" * 20 + ".jpg").status_code == 404

@@ -1,0 +1,612 @@
+"""The week around a send: schedule, archive and feed, images, welcome, two languages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from mailer.config import Settings, load_settings
+from mailer.content.issue import load_issue
+from mailer.delivery import schedule
+from mailer.store import open_store
+from mailer.web.serve import create_app
+from tests.conftest import Cli, write
+from tests.servers import run_uvicorn
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 27, 1, 0, tzinfo=UTC)  # the fake clock: 09:00 in Shanghai
+
+
+def issue(project: Path, name: str, subject: str, **front: object) -> Path:
+    meta = "".join(f"{k}: {v}\n" for k, v in front.items())
+    body = f"---\nsubject: {subject}\n{meta}---\nThis week, {subject}.\n\n## One\n\nText.\n"
+    return write(project / "issues" / name, body)
+
+
+def add_people(run: Cli, n: int) -> None:
+    rows = "email,name\n" + "".join(f"p{i}@example.com,P {i}\n" for i in range(n))
+    path = write(run.project / f"people{n}.csv", rows)
+    assert run("subscribers", "import", str(path)).exit_code == 0
+
+
+def outbox(project: Path, slug: str) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        for p in sorted((project / "outbox" / slug).glob("*.eml"))
+    ]
+
+
+def html_of(msg: email.message.EmailMessage) -> str:
+    part = msg.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def text_of(msg: email.message.EmailMessage) -> str:
+    part = msg.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+# -- the schedule, on a fake clock ------------------------------------------------------
+
+
+def test_schedule_states_on_a_fake_clock(settings: Settings, run: Cli) -> None:
+    project = settings.project
+    (project / "issues" / "2026-11-20-weekly.md").unlink()
+    issue(project, "a.md", "Draft", date="2026-11-01")
+    issue(project, "b.md", "Soon", send_at="2026-11-27T10:00:00+08:00")  # in 1 h
+    issue(project, "c.md", "Due", send_at="2026-11-27T08:00:00+08:00")  # 1 h ago
+    issue(project, "d.md", "Older due", send_at="2026-11-26T09:30:00+00:00")  # 15.5 h ago
+    issue(project, "e.md", "Late", send_at="2026-11-20T09:00:00+08:00")  # a week ago
+    write(project / "issues" / "welcome.md", "# Welcome\n\nHello.\n")
+    entries = {e.name: e for e in schedule.scan(settings, NOW)}
+    assert "issues/welcome.md" not in entries  # the welcome is never a list send
+    states = {n: e.state.value for n, e in entries.items()}
+    assert states == {
+        "issues/a.md": "draft",
+        "issues/b.md": "scheduled",
+        "issues/c.md": "due",
+        "issues/d.md": "due",
+        "issues/e.md": "late",
+    }
+    # Oldest first; the late one is left to a human.
+    assert [e.name for e in schedule.due(entries.values())] == ["issues/d.md", "issues/c.md"]
+    # An hour later b is due too; a day later d is late.
+    later = schedule.scan(settings, NOW + dt.timedelta(hours=1, minutes=1))
+    assert {e.name for e in schedule.due(later)} == {"issues/b.md", "issues/c.md", "issues/d.md"}
+    next_day = schedule.scan(settings, NOW + dt.timedelta(hours=9))
+    assert "issues/d.md" not in {e.name for e in schedule.due(next_day)}
+    # The newest by date (front matter, else send_at's day), then by file name.
+    assert schedule.latest_unsent(entries.values()).name == "issues/c.md"  # type: ignore[union-attr]
+
+
+def test_send_at_without_offset_takes_the_timezone_setting(project: Path) -> None:
+    path = issue(project, "x.md", "Naive", send_at="2026-11-27T09:00:00")
+    (e,) = [e for e in schedule.scan(load_settings(project), NOW) if e.name == "issues/x.md"]
+    assert e.state.value == "broken" and "has no UTC offset" in e.error and "timezone" in e.error
+    entries = schedule.scan(load_settings(project, {"timezone": "Asia/Shanghai"}), NOW)
+    (e,) = [e for e in entries if e.name == "issues/x.md"]
+    assert e.send_at == dt.datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+    assert e.state.value == "due"
+    assert load_issue(path).send_at == dt.datetime(2026, 11, 27, 9, 0)
+
+
+def test_bad_send_at_and_timezone_are_one_line(run: Cli, project: Path) -> None:
+    issue(project, "x.md", "Bad", send_at="next friday")
+    r = run("schedule")
+    assert r.exit_code == 0 and "broken" in r.output and "not an ISO 8601 time" in r.output
+    r = run("send", "--due")
+    assert r.exit_code == 1 and "not an ISO 8601 time" in r.output and "Traceback" not in r.output
+    r = run("--set", "timezone=Mars/Olympus", "schedule")
+    assert r.exit_code == 1 and "IANA time zone" in r.output
+    r = run("send", "issues/2026-11-20-weekly.md", "--at", "tomorrow")
+    assert r.exit_code == 1 and "ISO 8601" in r.output
+
+
+def test_at_writes_front_matter_and_due_sends_once(run: Cli, project: Path) -> None:
+    path = project / "issues" / "2026-11-20-weekly.md"
+    before = path.read_text(encoding="utf-8")
+    r = run("send", str(path), "--at", "2026-11-01T09:00:00+08:00")
+    assert r.exit_code == 0, r.output
+    after = path.read_text(encoding="utf-8")
+    assert 'send_at: "2026-11-01T09:00:00+08:00"' in after
+    # Every other line is as the writer left it.
+    assert [ln for ln in after.splitlines() if not ln.startswith("send_at")] == before.splitlines()
+    r = run("send", str(path), "--at", "2026-11-02T09:00:00+08:00")  # rescheduling replaces
+    assert path.read_text(encoding="utf-8").count("send_at:") == 1
+    assert "2026-11-02T09:00:00+08:00" in path.read_text(encoding="utf-8")
+    run("subscribers", "import", str(project / "subscribers.csv.example"))
+    # Due long ago: reported, not sent, exit 3.
+    r = run("send", "--due")
+    assert r.exit_code == 3 and "late: issues/2026-11-20-weekly.md" in r.output
+    assert not (project / "outbox" / "2026-11-20-weekly").exists()
+    r = run("--set", "max_lateness=31536000", "send", "--due")
+    assert r.exit_code == 0, r.output
+    assert "sent 5" in r.output
+    r = run("send", "--due")  # finished: quiet
+    assert r.exit_code == 0 and r.output == ""
+    assert len(outbox(project, "2026-11-20-weekly")) == 5
+    r = run("send", str(path), "--at", "2026-12-01T09:00:00+08:00")
+    assert r.exit_code == 1 and "was sent already" in r.output
+    r = run("schedule")
+    assert re.search(r"sent\s+2026-11-02T09:00\+08:00\s+issues/2026-11-20-weekly.md", r.output)
+
+
+def test_due_is_quiet_when_nothing_is_due(run: Cli) -> None:
+    r = run("send", "--due")
+    assert (r.exit_code, r.output) == (0, "")
+
+
+def test_latest_picks_the_newest_unsent_issue(run: Cli, project: Path) -> None:
+    issue(project, "2026-11-27-next.md", "Next week", date="2026-11-27")
+    run("subscribers", "import", str(project / "subscribers.csv.example"))
+    r = run("send", "--latest", "--yes")
+    assert r.exit_code == 0, r.output
+    assert "latest unsent issue: issues/2026-11-27-next.md" in r.output
+    assert len(outbox(project, "2026-11-27-next")) == 5
+    r = run("send", "--latest", "--yes")  # now the older one is the newest unsent
+    assert "issues/2026-11-20-weekly.md" in r.output
+    r = run("send", "--latest", "--yes")
+    assert r.exit_code == 1 and "no unsent issue" in r.output
+    r = run("send", "--due", "--latest")
+    assert r.exit_code == 2
+
+
+def test_the_welcome_file_is_never_sent_to_the_list(run: Cli, project: Path) -> None:
+    write(project / "issues" / "welcome.md", "# Welcome\n\nHello.\n")
+    run("subscribers", "import", str(project / "subscribers.csv.example"))
+    r = run("send", str(project / "issues/welcome.md"), "--yes")
+    assert r.exit_code == 1 and "is the welcome mail" in r.output
+    assert not (project / "outbox").exists()
+
+
+def _due_process(project: Path) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).parent / "mailer"
+    return subprocess.Popen(
+        [str(exe), "--project", str(project), "send", "--due"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MAILER_BATCH_SIZE": "20", "MAILER_CONCURRENCY": "2"},
+    )
+
+
+def test_two_overlapping_due_runs_never_send_twice(run: Cli, project: Path) -> None:
+    """cron starts a run while the last is still going: they share the ledger's batches."""
+    issue(project, "a.md", "First", send_at="2026-01-01T09:00:00+00:00")
+    issue(project, "b.md", "Second", send_at="2026-01-02T09:00:00+00:00")
+    add_people(run, 400)
+    toml = project / "mailer.toml"
+    toml.write_text(toml.read_text() + "max_lateness = 31536000\n")
+    procs = [_due_process(project), _due_process(project)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, (out, err)
+    for slug in ("a", "b", "2026-11-20-weekly"):
+        if slug == "2026-11-20-weekly":
+            continue  # no send_at: a draft, never sent by --due
+        to = Counter(str(m["To"]) for m in outbox(project, slug))
+        assert len(to) == 400 and set(to.values()) == {1}, slug
+    assert not (project / "outbox" / "2026-11-20-weekly").exists()
+    with open_store(load_settings(project)) as store:
+        for slug in ("a", "b"):
+            found = store.ledger.find(slug)
+            assert found is not None
+            assert store.ledger.counts(int(found["id"]))["sent"] == 400
+
+
+# -- images --------------------------------------------------------------------------------
+
+
+def _photo(path: Path, size: tuple[int, int] = (3000, 2000)) -> Path:
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"  # Make
+    exif[0x0112] = 6  # Orientation: rotate 90°
+    exif[0x8825] = {2: (39.0, 54.0, 0.0)}  # GPS latitude
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 40, 40)).save(path, exif=exif.tobytes())
+    return path
+
+
+def test_local_images_are_resized_stripped_and_sized(run: Cli, project: Path) -> None:
+    _photo(project / "issues" / "img" / "photo.jpg")
+    Image.new("RGBA", (300, 120), (0, 0, 0, 0)).save(project / "issues" / "img" / "logo.png")
+    write(
+        project / "issues" / "pics.md",
+        "# Pictures\n\n![a photo](img/photo.jpg)\n\n![logo](img/logo.png)\n\n"
+        "![remote](https://cdn.example.com/x.png)\n",
+    )
+    r = run("build", str(project / "issues/pics.md"), "-o", str(project / "build"), "--images")
+    assert r.exit_code == 0, r.output
+    html = (project / "build" / "pics.html").read_text()
+    imgs = re.findall(r"<img [^>]*>", html)
+    photo = next(i for i in imgs if 'alt="a photo"' in i)
+    m = re.search(r'src="https://news\.example\.com/media/([0-9a-f]{20}\.jpg)"', photo)
+    assert m, photo
+    assert 'width="552"' in photo and 'height="828"' in photo  # upright, fitted to the column
+    data = (project / "build" / "media" / m.group(1)).read_bytes()
+    img = Image.open(BytesIO(data))
+    assert img.size == (800, 1200)  # longest side 1200, turned upright
+    assert not img.getexif()  # no camera, no GPS
+    assert b"SecretCam" not in data
+    logo = next(i for i in imgs if 'alt="logo"' in i)
+    assert re.search(r'media/[0-9a-f]{20}\.png"', logo) and 'width="300"' in logo
+    assert 'src="https://cdn.example.com/x.png"' in html  # remote: left alone
+    assert "image (remote) https://cdn.example.com/x.png" in r.output
+    assert re.search(r"image \(local\)  media/[0-9a-f]{20}\.jpg  800x1200", r.output)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("chart.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "SVG is not shown by Gmail"),
+        ("chart.png", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "is SVG"),
+        ("chart.png", b"this is text", "not an image"),
+        ("chart.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "cannot decode it"),
+        ("missing.png", None, "no such file"),
+    ],
+)
+def test_a_bad_local_image_is_one_line_naming_it(
+    run: Cli, project: Path, name: str, content: bytes | None, message: str
+) -> None:
+    if content is not None:
+        (project / "issues" / "img").mkdir(parents=True, exist_ok=True)
+        (project / "issues" / "img" / name).write_bytes(content)
+    write(project / "issues" / "x.md", f"# X\n\nText\n\n![chart](img/{name})\n")
+    r = run("build", str(project / "issues/x.md"))
+    assert r.exit_code == 1
+    assert f"{project}/issues/x.md:5: image img/{name}:" in r.output and message in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+# -- the archive, feed and media through uvicorn and Chromium -----------------------------
+
+
+@pytest.fixture
+def live(tmp_path: Path, db_url: str) -> Iterator[tuple[Path, str]]:
+    """A project whose base_url is a live `mailer serve` (uvicorn on 127.0.0.1)."""
+    from tests.conftest import make_project
+
+    project = make_project(tmp_path, db_url)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    toml = project / "mailer.toml"
+    text = toml.read_text().replace("https://news.example.com", base)
+    toml.write_text(text.replace('language = "en"', 'language = "zh-CN"'))
+    settings = load_settings(project)
+    with open_store(settings) as store:
+        gen = run_uvicorn(create_app(settings, store, background=False), sock)
+        url = next(gen)
+        try:
+            yield project, url
+        finally:
+            gen.close()
+
+
+def _two_issues(run: Cli, project: Path) -> None:
+    _photo(project / "issues" / "img" / "photo.jpg", (1600, 900))
+    run("subscribers", "import", str(project / "subscribers.csv.example"))
+    assert run("send", str(project / "issues/2026-11-20-weekly.md"), "--yes").exit_code == 0
+    write(
+        project / "issues" / "2026-11-27-pics.md",
+        "---\ndate: 2026-11-27\npreheader: Pictures of the week\n---\n# Pictures\n\n"
+        "Look.\n\n![a photo](img/photo.jpg)\n",
+    )
+    assert run("send", str(project / "issues/2026-11-27-pics.md"), "--yes").exit_code == 0
+    issue(project, "private.md", "Members only", archive="false")
+    r = run("send", str(project / "issues/private.md"), "--yes")
+    assert r.exit_code == 0, r.output
+
+
+def test_archive_feed_and_media_served(live: tuple[Path, str]) -> None:
+    import feedparser
+
+    project, url = live
+    run = Cli(project)
+    _two_issues(run, project)
+    index = httpx.get(f"{url}/archive/")
+    assert index.status_code == 200
+    titles = re.findall(r'<a href="([^"]+)/">([^<]+)</a>', index.text)
+    assert [t[0] for t in titles] == ["private", "2026-11-27-pics", "2026-11-20-weekly"][1:]
+    assert "Pictures of the week" in index.text and "2026-11-27" in index.text
+    assert "Members only" not in index.text
+    assert httpx.get(f"{url}/archive/private/").status_code == 404
+    assert httpx.get(f"{url}/archive/nope/").status_code == 404
+    r = httpx.get(f"{url}/archive/2026-11-27-pics")
+    assert r.status_code == 308 and r.headers["location"].endswith("/archive/2026-11-27-pics/")
+    page = httpx.get(f"{url}/archive/2026-11-27-pics/").text
+    assert "/u/" not in page and "@example.com" not in page.replace("newsletter@example.com", "")
+    assert f'action="{url}/subscribe"' in page and 'name="email"' in page
+    media = re.search(rf'src="{url}/media/([0-9a-f]{{20}}\.jpg)"', page)
+    assert media
+    img = httpx.get(f"{url}/media/{media.group(1)}")
+    assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
+    assert "immutable" in img.headers["cache-control"]
+    assert Image.open(BytesIO(img.content)).size == (675, 1200)  # upright, longest side 1200
+    for bad in ("../mailer.toml", "x.jpg", "0" * 20 + ".exe", "%2e%2e"):
+        assert httpx.get(f"{url}/media/{bad}").status_code == 404
+    feed = feedparser.parse(httpx.get(f"{url}/feed.xml").content)
+    assert feed.version == "atom10" and not feed.bozo
+    assert [e.title for e in feed.entries] == [
+        "Pictures",
+        "本周 AI 周报 · Weekly roundup: small models catch up",
+    ]
+    assert feed.entries[0].link == f"{url}/archive/2026-11-27-pics/"
+    assert "Pictures of the week" in feed.entries[0].summary
+    assert "/u/" not in feed.entries[0].content[0].value
+    # Each email links to its web version, in both parts, and says where the archive is.
+    (msg, *_) = outbox(project, "2026-11-27-pics")
+    web = f"{url}/archive/2026-11-27-pics/"
+    assert f'href="{web}"' in html_of(msg) and web in text_of(msg)
+    assert msg["List-Archive"] == f"<{url}/archive/>" and msg["List-Post"] == "NO"
+    (private, *_) = outbox(project, "private")
+    assert "/archive/private/" not in html_of(private)
+
+
+def test_web_version_and_email_in_chromium(live: tuple[Path, str], browser: object) -> None:
+    project, url = live
+    run = Cli(project)
+    _two_issues(run, project)
+    page = browser.new_page()  # type: ignore[attr-defined]
+    loaded: list[str] = []
+    page.on("requestfinished", lambda req: loaded.append(req.url))
+    page.goto(f"{url}/archive/2026-11-27-pics/")
+    page.wait_for_load_state("load")
+    widths = page.eval_on_selector_all("img", "els => els.map(e => [e.src, e.naturalWidth])")
+    assert widths and all(w > 0 for _, w in widths), widths
+    assert any("/media/" in u for u in loaded)
+    body = page.inner_text("body")
+    assert "@example.com" not in body.replace("newsletter@example.com", "")
+    assert page.locator("form input[name=email]").count() == 1
+    page.locator("form input[name=email]").fill("new@example.com")
+    page.locator("form button").click()
+    page.wait_for_load_state("load")
+    assert "请查收邮件" in page.content()  # zh-CN: the project's language
+    # The email as sent, opened from disk: its image loads from /media of the server.
+    (msg, *_) = outbox(project, "2026-11-27-pics")
+    eml_html = project / "sent.html"
+    eml_html.write_text(html_of(msg), encoding="utf-8")
+    page.goto(eml_html.as_uri())
+    page.wait_for_load_state("load")
+    widths = page.eval_on_selector_all("img", "els => els.map(e => [e.src, e.naturalWidth])")
+    assert widths and all(w > 0 for _, w in widths), widths
+    assert page.locator("a", has_text="在浏览器中查看").get_attribute("href") == (
+        f"{url}/archive/2026-11-27-pics/"
+    )
+    page.close()
+
+
+def test_archive_export_is_a_static_site(live: tuple[Path, str], tmp_path: Path) -> None:
+    project, _ = live
+    run = Cli(project)
+    _two_issues(run, project)
+    out = tmp_path / "public"
+    r = run("archive", "export", str(out))
+    assert r.exit_code == 0, r.output
+    index = (out / "archive" / "index.html").read_text()
+    for href in re.findall(r'<a href="([^"]+/)">', index):
+        assert (out / "archive" / href / "index.html").is_file(), href
+    assert not (out / "archive" / "private").exists()
+    page = (out / "archive" / "2026-11-27-pics" / "index.html").read_text()
+    (src,) = re.findall(r'<img[^>]* src="([^"]+)"', page)
+    assert src.startswith("../../media/")
+    assert (out / "archive" / "2026-11-27-pics" / src).resolve().is_file()
+    assert (out / "feed.xml").read_bytes().startswith(b"<?xml")
+    r = run("archive", "export", str(project / "mailer.toml" / "site"))
+    assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+# -- welcome -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with (
+        open_store(settings) as store,
+        TestClient(create_app(settings, store, background=False), follow_redirects=False) as c,
+    ):
+        yield c
+
+
+def _confirm(client: TestClient, project: Path, address: str) -> None:
+    from tests.test_serve import confirm_links, drain
+
+    before = len(confirm_links(project)) if (project / "outbox" / "confirmations").exists() else 0
+    assert client.post("/subscribe", data={"email": address}).status_code == 200
+    drain(client)
+    link = confirm_links(project)[before]
+    assert client.post(link).status_code == 200
+    drain(client)
+
+
+def test_welcome_mail_once_after_confirming(run: Cli, project: Path, client: TestClient) -> None:
+    write(
+        project / "issues" / "welcome.md",
+        "---\nslug: welcome\n---\n# 欢迎！\n\nGlad you are here.\n",
+    )
+    run("subscribers", "import", str(project / "subscribers.csv.example"))
+    _confirm(client, project, "new@example.com")
+    (msg,) = outbox(project, "welcome")
+    assert msg["To"] == "new@example.com" and msg["Subject"] == "欢迎！"
+    assert "/u/" in html_of(msg)  # their own unsubscribe link, like any issue
+    # Unsubscribe and come back: confirmed again, welcomed once.
+    with open_store(load_settings(project)) as store:
+        s = store.subscribers.require("new@example.com")
+        store.events.one_click_unsubscribe(s.id, 0)
+        store.queue.confirm(s.id)
+    drain_and_confirm_again(client, project)
+    assert len(outbox(project, "welcome")) == 1
+    # The five imported subscribers never got it: the welcome is not a list send.
+    assert {str(m["To"]) for m in outbox(project, "welcome")} == {"new@example.com"}
+
+
+def drain_and_confirm_again(client: TestClient, project: Path) -> None:
+    from tests.test_serve import confirm_links, drain
+
+    drain(client)
+    assert client.post(confirm_links(project)[-1]).status_code == 200
+    drain(client)
+
+
+def test_welcome_latest_sends_the_last_issue_once(run: Cli, tmp_path: Path, db_url: str) -> None:
+    from tests.conftest import make_project
+
+    project = make_project(tmp_path, db_url)
+    toml = project / "mailer.toml"
+    toml.write_text(toml.read_text() + "welcome_latest = true\n")
+    run = Cli(project)
+    run("subscribers", "import", str(project / "subscribers.csv.example"))
+    assert run("send", str(project / "issues/2026-11-20-weekly.md"), "--yes").exit_code == 0
+    settings = load_settings(project)
+    with (
+        open_store(settings) as store,
+        TestClient(create_app(settings, store, background=False)) as client,
+    ):
+        _confirm(client, project, "late@example.com")
+        from mailer.delivery.welcome import welcome
+
+        s = store.subscribers.require("late@example.com")
+        assert welcome(settings, store, s.id).sent == []  # asked again: nothing more
+    to = Counter(str(m["To"]) for m in outbox(project, "2026-11-20-weekly"))
+    assert to["late@example.com"] == 1 and len(to) == 6
+    r = run("status", "2026-11-20-weekly")
+    assert re.search(r"sent\s+6", r.output)
+
+
+# -- two languages -------------------------------------------------------------------------
+
+
+def test_pages_and_footer_speak_the_newsletter_language(project: Path, run: Cli) -> None:
+    for lang, words in (
+        ("zh-CN", ("订阅", "退订", "在浏览器中查看")),
+        ("en", ("Subscribe", "Unsubscribe", "View in browser")),
+    ):
+        settings = load_settings(project, {"language": lang})
+        with (
+            open_store(settings) as store,
+            TestClient(create_app(settings, store, background=False)) as c,
+        ):
+            page = c.get("/subscribe")
+            assert f'<html lang="{lang}">' in page.text and words[0] in page.text
+            assert c.get("/u/forged.token.x").status_code == 404
+            assert ("链接无效" in c.get("/u/forged.token.x").text) == (lang == "zh-CN")
+        r = run(
+            "--set",
+            f"language={lang}",
+            "build",
+            str(project / "issues/2026-11-20-weekly.md"),
+            "-o",
+            str(project / "build"),
+        )
+        assert r.exit_code == 0
+        html = (project / "build" / "2026-11-20-weekly.html").read_text()
+        text = (project / "build" / "2026-11-20-weekly.txt").read_text()
+        assert words[1] in html and words[2] in html and words[1] in text and words[2] in text
+    # The confirmation mail, in zh-CN.
+    from mailer.delivery.confirm import send_confirmation
+
+    zh = load_settings(project, {"language": "zh-CN"})
+    send_confirmation(zh, "a@example.com", "", "https://news.example.com/c/x")
+    (msg,) = outbox(project, "confirmations")
+    assert "确认订阅" in str(msg["Subject"]) and "是的，订阅" in text_of(msg)
+
+
+def test_a_project_overrides_a_string_and_adds_a_language(project: Path, run: Cli) -> None:
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    def po(lang: str, entries: dict[str, str]) -> None:
+        cat = Catalog(locale=lang)
+        for k, v in entries.items():
+            cat.add(k, v)
+        (project / "locale").mkdir(exist_ok=True)
+        with (project / "locale" / f"{lang}.po").open("wb") as f:
+            write_po(f, cat)
+
+    po("zh_CN", {"Unsubscribe": "取消订阅"})
+    po("fr", {"Unsubscribe": "Se désabonner", "View in browser": "Voir en ligne"})
+    run(
+        "--set",
+        "language=zh-CN",
+        "build",
+        str(project / "issues/2026-11-20-weekly.md"),
+        "-o",
+        str(project / "build"),
+    )
+    html = (project / "build" / "2026-11-20-weekly.html").read_text()
+    assert "取消订阅" in html and "在浏览器中查看" in html  # overridden; the rest is ours
+    run(
+        "--set",
+        "language=fr",
+        "build",
+        str(project / "issues/2026-11-20-weekly.md"),
+        "-o",
+        str(project / "build"),
+    )
+    html = (project / "build" / "2026-11-20-weekly.html").read_text()
+    assert "Se désabonner" in html and "Voir en ligne" in html
+    (project / "locale" / "fr.po").write_text('msgid "x\n', encoding="utf-8")
+    r = run(
+        "--set",
+        "language=fr",
+        "build",
+        str(project / "issues/2026-11-20-weekly.md"),
+        "-o",
+        str(project / "build"),
+    )
+    assert r.exit_code == 1 and "fr.po: not a readable .po catalog" in r.output
+
+
+def test_every_string_has_a_chinese_translation() -> None:
+    """A new string in a template or page without a zh_CN entry fails here (make messages)."""
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).resolve().parent.parent
+    ids: set[str] = set()
+    for sub, method in (("mailer", "python"), ("templates", "jinja2")):
+        for _file, _line, msg, _comments, _ctx in extract_from_dir(
+            root / sub,
+            method_map=[("**.py", "python")] if method == "python" else [("**.j2", "jinja2")],
+            options_map={"**.j2": {"extensions": "jinja2.ext.i18n"}},
+            keywords={"_": None, "gettext": None},
+        ):
+            ids.add(msg if isinstance(msg, str) else msg[0])
+    assert len(ids) > 30
+    with (root / "mailer" / "locale" / "zh_CN.po").open("rb") as f:
+        catalog = read_po(f)
+    missing = sorted(i for i in ids if not (catalog.get(i) and catalog.get(i).string))
+    assert missing == []
+
+
+def test_a_welcome_stopped_by_the_provider_is_sent_on_the_retry(project: Path) -> None:
+    from mailer.delivery.welcome import welcome
+    from mailer.errors import DeliveryError
+
+    write(project / "issues" / "welcome.md", "# Welcome\n\nHello.\n")
+    broken = load_settings(project, {"outbox_dir": "mailer.toml/out"})  # cannot be created
+    settings = load_settings(project)
+    with open_store(settings) as store:
+        s, _ = store.subscribers.add("w@example.com", "")
+        with pytest.raises(DeliveryError, match="stopped"):
+            welcome(broken, store, s.id)
+        assert not (project / "outbox").exists()
+        assert welcome(settings, store, s.id).sent == ["welcome"]  # the queue's retry
+        assert welcome(settings, store, s.id).sent == []  # and never again
+    assert [str(m["To"]) for m in outbox(project, "welcome")] == ["w@example.com"]
