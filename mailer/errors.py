@@ -34,7 +34,14 @@ class StoreError(MailerError):
 
 
 class DeliveryError(MailerError):
-    """Nothing of the request was taken: the provider refused it, or it never left."""
+    """Nothing of the request was taken: the provider refused it, or it never left.
+
+    A provider that sends message by message (SMTP, the outbox) may fail after some of a
+    group went out: it sets `partial` to the Outcome of those, so they are recorded as
+    what they are and only the rest goes back to pending (never sent twice).
+    """
+
+    partial: object = None
 
 
 class TransientError(DeliveryError):

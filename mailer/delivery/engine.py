@@ -203,9 +203,15 @@ class Sender:
     def _send(self, session: Session, claim: Claim, group: list[Recipient]) -> Outcome:
         try:
             return session.send(self.mailing, group)
-        except DeliveryError:
-            # Refused, unreachable, or failed here before sending: nothing of it went out.
-            self.ledger.revert(claim, group)
+        except DeliveryError as e:
+            # Refused, unreachable, or failed here before sending: nothing of it went out,
+            # but for what the provider says it did with part of the group before failing.
+            done = e.partial if isinstance(e.partial, Outcome) else Outcome()
+            handled = {*done.sent, *done.failed, *done.ambiguous}
+            if handled:
+                self.ledger.record(claim, done, None, len(group))
+                self._count(done)
+            self.ledger.revert(claim, [r for r in group if r.key not in handled])
             raise
         except Exception as e:
             # A provider classifies what it knows; an error it could not place may have

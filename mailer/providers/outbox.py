@@ -45,10 +45,12 @@ class OutboxSession:
                 files.write_bytes(folder / name, mailing.message(r))
                 outcome.sent[r.key] = name
         except OSError as e:
-            # Only this machine saw it; files already written are rewritten on resume.
-            raise LocalError(
+            # Only this machine saw it; the files already written are recorded as sent.
+            error = LocalError(
                 f"cannot write to the outbox {folder}: {e.strerror or e}; check outbox_dir"
-            ) from None
+            )
+            error.partial = outcome
+            raise error from None
         return outcome
 
     def close(self) -> None:

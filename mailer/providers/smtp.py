@@ -99,6 +99,18 @@ class SmtpSession:
 
     def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
         outcome = Outcome()
+        try:
+            self._send(mailing, group, outcome)
+        except DeliveryError as e:
+            e.partial = outcome  # what went out before this failure is recorded, not reverted
+            raise
+        return outcome
+
+    def _send(self, mailing: Mailing, group: Sequence[Recipient], outcome: Outcome) -> None:
+        if self.conn is None:
+            self.conn = self._connect()
+        if self.conn.has_extn("pipelining"):
+            group = self._pipelined(mailing, group, outcome)  # what is left to retry
         for r in group:
             try:
                 message = mailing.message(r)
@@ -115,7 +127,93 @@ class SmtpSession:
                         outcome.failed[r.key] = f"temporary failure, gave up: {e}"
                     else:
                         time.sleep(BACKOFF * 2**attempt)
-        return outcome
+
+    def _pipelined(
+        self, mailing: Mailing, group: Sequence[Recipient], outcome: Outcome
+    ) -> list[Recipient]:
+        """RFC 2920: one round trip a message. The message's body and final dot go out in
+        one write with the next message's MAIL, RCPT and DATA; then the replies are read in
+        order. What each reply means is decided per message, exactly as without pipelining:
+        a connection lost after a body's final dot leaves that one message ambiguous; a
+        message whose body never left (its MAIL, RCPT or DATA refused with 4xx, or the
+        connection lost before) is returned to be tried again, one at a time."""
+        assert self.conn is not None and self.conn.sock is not None
+        conn, sock = self.conn, self.conn.sock
+        # An address that is not ASCII needs SMTPUTF8: the one-at-a-time path deals with it.
+        todo = [r for r in group if r.email.isascii() and mailing.envelope_sender(r).isascii()]
+        retry: list[Recipient] = [r for r in group if r not in todo]
+        if not todo:
+            return retry
+        try:
+            body = _payload(mailing, todo[0])
+            sock.sendall(_envelope(mailing, todo[0]))
+        except OSError:
+            self._drop()
+            return retry + todo
+        for i, r in enumerate(todo):
+            try:
+                replies = [conn.getreply() for _ in range(3)]  # MAIL, RCPT, DATA
+            except (smtplib.SMTPServerDisconnected, OSError):
+                self._drop()  # this message's body never left: safe to try again
+                return retry + todo[i:]
+            refused = _first_refusal(replies)
+            if refused is not None:
+                if replies[2][0] == 354:  # a server that says go ahead anyway: end it empty-handed
+                    self._drop()
+                    return retry + todo[i:]
+                code, reply, stage = refused
+                try:
+                    sock.sendall(b"RSET\r\n")
+                    conn.getreply()
+                    if i + 1 < len(todo):
+                        body = _payload(mailing, todo[i + 1])
+                        sock.sendall(_envelope(mailing, todo[i + 1]))
+                except (smtplib.SMTPServerDisconnected, OSError):
+                    self._drop()
+                    self._refusal(code, reply, r, outcome, stage, retry)
+                    return retry + todo[i + 1 :]
+                self._refusal(code, reply, r, outcome, stage, retry)
+                continue
+            # 354: this body, its final dot and the next envelope, in one write. The next
+            # message is built first: if it cannot be, this one is still finished properly.
+            nxt, next_body, problem = (todo[i + 1] if i + 1 < len(todo) else None), b"", None
+            if nxt is not None:
+                try:
+                    next_body = _payload(mailing, nxt)
+                except LocalError as e:
+                    nxt, problem = None, e
+            try:
+                sock.sendall(body + (_envelope(mailing, nxt) if nxt is not None else b""))
+                code, reply = conn.getreply()
+            except (smtplib.SMTPServerDisconnected, OSError) as e:
+                # The server may have the whole message: never resend it silently.
+                self._drop()
+                outcome.ambiguous[r.key] = f"connection lost after the message was sent ({e})"
+                return retry + todo[i + 1 :]
+            if code == 250:
+                outcome.sent[r.key] = mailing.message_id(r)
+            else:
+                self._refusal(code, reply, r, outcome, "end of DATA", retry)
+            if problem is not None:
+                raise problem
+            body = next_body
+        return retry
+
+    def _refusal(
+        self,
+        code: int,
+        reply: bytes,
+        r: Recipient,
+        outcome: Outcome,
+        stage: str,
+        retry: list[Recipient],
+    ) -> None:
+        """A refused message in a pipelined group: 4xx is tried again (the one-at-a-time
+        path, with its backoff), 5xx failed (5.1.x: the address is dead)."""
+        if 400 <= code < 500:
+            retry.append(r)
+            return
+        _failed(code, reply, r.key, outcome, stage)
 
     def _one(self, sender: str, r: Recipient, message: bytes, outcome: Outcome, mid: str) -> None:
         sid = r.key
@@ -159,10 +257,7 @@ class SmtpSession:
             self._drop()
         if 400 <= code < 500:
             raise _Retry(f"{code} {text}")
-        outcome.failed[sid] = f"{stage}: {code} {text}"[:500]
-        m = _ENHANCED.search(reply)
-        if code >= 500 and m and m.group(1) == b"5" and m.group(2) == b"1":
-            outcome.bounced.add(sid)  # 5.1.x: the address does not exist
+        _failed(code, reply, sid, outcome, stage)
 
     def _drop(self) -> None:
         _close(self.conn)
@@ -173,6 +268,54 @@ class SmtpSession:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self.conn.quit()
             self._drop()
+
+
+def _failed(code: int, reply: bytes, sid: int, outcome: Outcome, stage: str) -> None:
+    text = reply.decode("utf-8", "replace")
+    outcome.failed[sid] = f"{stage}: {code} {text}"[:500]
+    m = _ENHANCED.search(reply)
+    if code >= 500 and m and m.group(1) == b"5" and m.group(2) == b"1":
+        outcome.bounced.add(sid)  # 5.1.x: the address does not exist
+
+
+def _first_refusal(replies: list[tuple[int, bytes]]) -> tuple[int, bytes, str] | None:
+    """The reply that refused a pipelined MAIL, RCPT or DATA, with its stage; or None."""
+    (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = replies
+    if mail != 250:
+        return mail, mail_text, "MAIL FROM"
+    if rcpt not in (250, 251):
+        return rcpt, rcpt_text, "RCPT TO"
+    if data != 354:
+        return data, data_text, "DATA"
+    return None
+
+
+def _envelope(mailing: Mailing, r: Recipient) -> bytes:
+    """MAIL, RCPT and DATA for one message (one recipient each)."""
+    sender = mailing.envelope_sender(r)
+    return (
+        f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(r.email)}\r\nDATA\r\n"
+    ).encode("ascii")
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_BARE_EOL = re.compile(rb"\r\n|\n|\r")
+
+
+def _payload(mailing: Mailing, r: Recipient) -> bytes:
+    """The message as DATA carries it: CRLF lines, leading dots doubled, the final dot.
+    Messages are built with CRLF already; each pass is skipped when it has nothing to do."""
+    try:
+        data = mailing.message(r)
+    except Exception as e:  # built here, before any byte of it left: nothing was sent
+        raise LocalError(f"cannot build the message for {r.email}: {e}") from None
+    if data.count(b"\n") != data.count(b"\r\n"):
+        data = _BARE_EOL.sub(b"\r\n", data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
 
 
 def _close(conn: smtplib.SMTP | None) -> None:
