@@ -40,6 +40,22 @@ class RecordingHandler:
         self.behaviour = SmtpBehaviour()
         self.data_delay = 0.0
         self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs) per message
+        # aiosmtpd reads pipelined commands in order but does not say so; like Postfix and
+        # every real relay, this server advertises PIPELINING (RFC 2920) unless told not to.
+        self.pipelining = True
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

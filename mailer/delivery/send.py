@@ -17,7 +17,7 @@ from mailer.content.placeholders import TOKENS
 from mailer.content.render import RenderedIssue, Renderer
 from mailer.delivery.adhoc import AdhocResult, send_adhoc
 from mailer.delivery.dkim import signer_from
-from mailer.delivery.engine import Progress, RunResult, Sender
+from mailer.delivery.engine import Progress, Provider, RunResult, Sender
 from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.errors import InputError, SizeError
 from mailer.models import RecipientState, Snapshot, SubscriberStatus
@@ -143,18 +143,31 @@ def _is_file(target: str | Path) -> bool:
 def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
     """Apply the plan: pin (first send), switch versions or retry if asked, then send."""
     s = p.settings
+    provider = make_provider(s)
     with open_store(s) as store:
         ledger = store.ledger
         # Images first: once the issue is pinned, a reader may open it at any moment.
         store.archive.put_media((m.name, m.content_type, m.data) for m in p.media)
-        pinned = ledger.pin(p.slug, p.snapshot, s.batch_size) if p.snapshot else p.pinned
+        pinned = (
+            ledger.pin(p.slug, p.snapshot, claim_size(s.batch_size, provider))
+            if p.snapshot
+            else p.pinned
+        )
         assert pinned is not None  # plan() refused a slug that was never pinned
         if p.update_content and p.snapshot is not None and p.changed:
             pinned = ledger.repin(pinned, p.snapshot)
         if p.retry is not None:
             ledger.retry(pinned.issue_id, p.retry)
         mailing = mailing_for(s, pinned)
-        return Sender(ledger, make_provider(s), mailing, s, pinned.version, on_progress).run()
+        return Sender(ledger, provider, mailing, s, pinned.version, on_progress).run()
+
+
+def claim_size(batch_size: int, provider: Provider) -> int:
+    """Recipients per ledger batch: what one worker claims at a time. A provider that sends
+    message by message (SMTP, the outbox) claims a group at a time, so the work spreads over
+    every connection whatever the list's size (1,500 recipients in batches of 1,000 would
+    keep two of four connections busy); SendGrid takes a whole batch in one request."""
+    return batch_size if provider.batched else min(batch_size, provider.group_size)
 
 
 def mailing_for(settings: Settings, pinned: Pinned) -> IssueMailing:
