@@ -69,7 +69,6 @@ def mailer_send(project: str, provider: str, host: str, port: str) -> dict[str, 
     start = time.perf_counter()
     plan = core.plan(settings, ISSUE)
     result = core.run(plan)
-    plan.store.close()
     return {"seconds": time.perf_counter() - start, "sent": result.sent}
 
 

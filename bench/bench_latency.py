@@ -1,0 +1,190 @@
+"""SMTP across a network: mailer and the plain smtplib floor (../shared/bench/floor_smtp.py)
+through ../shared/bench/latency_proxy.py in front of Postfix's smtp-sink, at RTT 0, 20 and
+100 ms with 4 and 32 connections. The one-round-trip-a-message limit is
+connections / RTT; with pipelining (RFC 2920) mailer should come near it.
+
+    .venv/bin/python bench/bench_latency.py [--quick]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DATA, ROOT, child, measure
+
+SHARED = ROOT.parent / "shared" / "bench"
+ISSUE = ROOT / "mailer" / "scaffold" / "example-issue.md"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def project(n: int) -> Path:
+    from mailer.project import init_project
+    from mailer.store import open_url
+    from mailer.store.schema import subscribers
+
+    root = DATA / f"latency-{n}"
+    if root.exists():
+        shutil.rmtree(root)
+    init_project(root)
+    toml = root / "mailer.toml"
+    toml.write_text(toml.read_text().replace("http://127.0.0.1:8000", "https://news.example.com"))
+    now = dt.datetime.now(dt.UTC)
+    with open_url(f"sqlite:///{root / 'mailer.db'}") as store, store.engine.begin() as conn:
+        conn.execute(
+            subscribers.insert(),
+            [
+                {
+                    "email": f"user{i}@example{i % 7}.org",
+                    "email_key": f"user{i}@example{i % 7}.org",
+                    "name": "",
+                    "status": "active",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                    "nonce": i + 1,
+                }
+                for i in range(n)
+            ],
+        )
+    return root
+
+
+def mailer_send(root: str, port: str, connections: str) -> dict[str, Any]:
+    from mailer.config import load_settings
+    from mailer.delivery import send as core
+
+    settings = load_settings(
+        root,
+        {
+            "provider": "smtp",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": int(port),
+            "smtp_security": "none",
+            "concurrency": int(connections),
+        },
+    )
+    plan = core.plan(settings, ISSUE)
+    start = time.perf_counter()
+    result = core.run(plan)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "sent": result.sent, "per_second": result.sent / seconds}
+
+
+def one(rtt_ms: int, connections: int, n: int) -> tuple[float, float]:
+    sink_port = free_port()
+    procs = [
+        subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{sink_port}", "256"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    port = sink_port
+    if rtt_ms:
+        port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(SHARED / "latency_proxy.py"),
+                    "--listen",
+                    str(port),
+                    "--to",
+                    f"127.0.0.1:{sink_port}",
+                    "--delay-ms",
+                    str(rtt_ms / 2),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        wait_port(port)
+        root = project(n)
+        ours = measure("bench_latency.py", str(root), str(port), str(connections))
+        html = root / "build" / "issue.html"
+        html.parent.mkdir(exist_ok=True)
+        from mailer.config import load_settings
+        from mailer.content.issue import load_issue
+        from mailer.content.render import Renderer
+
+        html.write_text(Renderer(load_settings(root)).render(load_issue(ISSUE)).html.template)
+        floor = subprocess.run(
+            [
+                sys.executable,
+                str(SHARED / "floor_smtp.py"),
+                "--port",
+                str(port),
+                "--n",
+                str(n),
+                "--threads",
+                str(connections),
+                "--html",
+                str(html),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return float(ours["per_second"]), float(json.loads(floor.stdout)["per_second"])
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def main() -> None:
+    if shutil.which("smtp-sink") is None and not Path("/usr/sbin/smtp-sink").exists():
+        raise SystemExit("smtp-sink not found: apt-get install postfix")
+    quick = "--quick" in sys.argv
+    print(
+        "| RTT | connections | mailer msg/s | floor msg/s (smtplib) | one-RTT limit | mailer % of limit |"
+    )
+    print("|---|---|---|---|---|---|")
+    for rtt in (0, 20, 100):
+        for conns in (4, 32):
+            limit = conns / (rtt / 1000) if rtt else 0.0
+            n = 2000 if not rtt else int(min(max(limit * (4 if quick else 10), 400), 8000))
+            ours, floor = one(rtt, conns, n)
+            share = f"{100 * ours / limit:.0f} %" if limit else "-"
+            print(
+                f"| {rtt} ms | {conns} | {ours:,.0f} | {floor:,.0f} | "
+                f"{f'{limit:,.0f}' if limit else '-'} | {share} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(mailer_send)
+    else:
+        import os
+
+        os.environ.setdefault("PATH", "/usr/sbin:/usr/bin:/bin")
+        main()
