@@ -159,6 +159,61 @@ def one(rtt_ms: int, connections: int, n: int) -> tuple[float, float]:
             p.wait()
 
 
+def sendgrid_send(root: str, url: str) -> dict[str, Any]:
+    from mailer.config import load_settings
+    from mailer.delivery import send as core
+
+    settings = load_settings(
+        root,
+        {"provider": "sendgrid", "sendgrid_api_key": "SG.bench", "sendgrid_api_host": url},
+    )
+    plan = core.plan(settings, ISSUE)
+    start = time.perf_counter()
+    result = core.run(plan)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "sent": result.sent}
+
+
+def sendgrid(n: int, delay_ms: int = 25) -> None:
+    """SendGrid through the proxy: connections opened against the ideal time,
+    requests x RTT / concurrency."""
+    from tests.servers import SendGridServer
+
+    with SendGridServer("SG.bench") as sg:
+        sg.state.keep_bodies = False
+        port = free_port()
+        proxy = subprocess.Popen(
+            [
+                sys.executable,
+                str(SHARED / "latency_proxy.py"),
+                "--listen",
+                str(port),
+                "--to",
+                f"127.0.0.1:{sg.httpd.server_address[1]}",
+                "--delay-ms",
+                str(delay_ms),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_port(port)
+            root = project(n)
+            sg.state.connections = 0
+            r = measure("bench_latency.py", "sendgrid", str(root), f"http://127.0.0.1:{port}")
+        finally:
+            proxy.terminate()
+            proxy.wait()
+        requests, rtt, concurrency = len(sg.state.requests), 2 * delay_ms / 1000, 4
+        ideal = requests * rtt / concurrency
+        print(
+            f"| SendGrid, {n:,} recipients, RTT {2 * delay_ms} ms, 4 workers | "
+            f"{r['seconds']:.2f} s | {requests} requests, {sg.state.connections} connections "
+            f"opened | ideal {ideal:.2f} s (requests x RTT / concurrency) |",
+            flush=True,
+        )
+
+
 def main() -> None:
     if shutil.which("smtp-sink") is None and not Path("/usr/sbin/smtp-sink").exists():
         raise SystemExit("smtp-sink not found: apt-get install postfix")
@@ -178,10 +233,15 @@ def main() -> None:
                 f"{f'{limit:,.0f}' if limit else '-'} | {share} |",
                 flush=True,
             )
+    print()
+    sendgrid(20000 if quick else 100000)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child" and sys.argv[2] == "sendgrid":
+        del sys.argv[2]
+        child(sendgrid_send)
+    elif len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(mailer_send)
     else:
         import os

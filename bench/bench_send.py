@@ -34,6 +34,8 @@ def make_project(n: int, name: str) -> Path:
 
         shutil.rmtree(root)
     init_project(root)
+    toml = root / "mailer.toml"  # a list is only sent with an https base_url
+    toml.write_text(toml.read_text().replace("http://127.0.0.1:8000", "https://news.example.com"))
     with open_url(f"sqlite:///{root / 'mailer.db'}") as store, store.engine.begin() as conn:
         now = dt.datetime.now(dt.UTC)
         for start in range(0, n, 10000):

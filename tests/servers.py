@@ -142,6 +142,7 @@ class SendGridState:
         # When set, the first requests wait here until this many are in flight at once:
         # a test can prove that two clients really sent side by side.
         self.rendezvous: threading.Barrier | None = None
+        self.connections = 0  # TCP connections clients opened
 
     def next_answer(self) -> str:
         with self.lock:
@@ -183,6 +184,11 @@ def validate_mail_send(body: Any) -> list[dict[str, str]]:
 def make_handler(state: SendGridState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with state.lock:
+                state.connections += 1
 
         def log_message(self, *args: Any) -> None:
             pass

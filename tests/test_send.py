@@ -296,6 +296,19 @@ def test_sendgrid_request_shape(run: Cli, project: Path, sendgrid: SendGridServe
     assert status["sent"] == 1500 and status["batches"] == {"sent": 2}
 
 
+def test_sendgrid_requests_share_one_kept_alive_connection_per_worker(
+    run: Cli, project: Path, sendgrid: SendGridServer
+) -> None:
+    """The sendgrid package's client would open a connection (over TLS, two or three round
+    trips) for every request; each worker keeps one."""
+    add_list(run, *(f"k{i:04d}@example.com" for i in range(2500)))
+    env = sg_env(sendgrid, MAILER_CONCURRENCY="1", MAILER_BATCH_SIZE="500")
+    r = run("send", str(project / ISSUE), "--yes", env=env)
+    assert r.exit_code == 0, r.output
+    assert len(sendgrid.state.requests) == 5
+    assert sendgrid.state.connections == 1
+
+
 def test_sendgrid_text_part_gets_unescaped_values(
     run: Cli, project: Path, sendgrid: SendGridServer
 ) -> None:

@@ -1,4 +1,4 @@
-"""SendGrid's v3 Mail Send API through the official `sendgrid` package.
+"""SendGrid's v3 Mail Send API (the request SendGrid's own `sendgrid` package would send).
 
 `build_request` is a pure function (no I/O): one request of up to 1000 personalizations,
 one recipient each, per-recipient List-Unsubscribe header and substitutions, custom_args
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import random
-import socket
+import ssl
 import time
-import urllib.error
 from collections.abc import Sequence
-from http.client import HTTPException
 from typing import Any
 
 from mailer.config import Settings
 from mailer.errors import DeliveryError, LocalError, TransientError
 from mailer.models import Mailing, Outcome, Recipient
+from mailer.providers.http import KeptAlive, MaybeSent, NotSent
 
 MAX_PERSONALIZATIONS = 1000
 RETRIES = 6  # for 5xx answers and failed connections
@@ -94,12 +93,15 @@ class SendGridProvider:
 
 class SendGridSession:
     def __init__(self, settings: Settings) -> None:
-        from sendgrid import SendGridAPIClient
-
         self.settings = settings
-        self.client = SendGridAPIClient(
-            api_key=settings.sendgrid_api_key, host=settings.sendgrid_api_host
-        )
+        # Mail Send goes over one kept-alive connection per worker (the `sendgrid`
+        # package's client opens one per request); its retry rules are SendGrid's own.
+        self.http = KeptAlive(settings.sendgrid_api_host, settings.sendgrid_timeout)
+        self.headers = {
+            "Authorization": f"Bearer {settings.sendgrid_api_key}",
+            "Content-Type": "application/json",
+            "User-Agent": "mailer",
+        }
 
     def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
         try:
@@ -118,59 +120,50 @@ class SendGridSession:
 
     def post(self, body: dict[str, Any]) -> str | None:
         """X-Message-Id of an accepted request; None when it may or may not have been taken."""
-        from python_http_client import exceptions
-
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         last = ""
         attempt = 0
         limited_since: float | None = None
         while attempt <= RETRIES:
             try:
-                response = self.client.client.mail.send.post(
-                    request_body=body, timeout=self.settings.sendgrid_timeout
-                )
-                return str(response.headers.get("X-Message-Id", ""))
-            except exceptions.HTTPError as e:
-                status = int(e.status_code)
-                if status == 429:
-                    # Rate limited: the request was not taken. Waited out, on its own clock,
-                    # without using up the retries that 5xx answers get.
-                    limited_since = limited_since or time.monotonic()
-                    if time.monotonic() - limited_since > RATE_LIMITED_FOR:
-                        raise TransientError(
-                            f"SendGrid kept answering 429 (rate limited) for "
-                            f"{RATE_LIMITED_FOR:.0f}s; the rest stays pending, run again later"
-                        ) from None
-                    time.sleep(_reset_wait(e.headers))
-                    continue
-                limited_since = None
+                answer = self.http.post("/v3/mail/send", data, self.headers)
+            except NotSent as e:
                 attempt += 1
-                if status >= 500:
-                    last = f"SendGrid answered {status}"
-                    time.sleep(_backoff(attempt))
-                    continue
-                raise DeliveryError(_explain(status, e.body)) from None
-            except urllib.error.URLError as e:
-                if _not_sent(e):
-                    attempt += 1
-                    last = f"cannot connect to {self.settings.sendgrid_api_host} ({e.reason})"
-                    time.sleep(_backoff(attempt))
-                    continue
-                return None
-            except ValueError as e:  # urllib refused the URL before connecting
-                raise LocalError(
-                    f"sendgrid_api_host {self.settings.sendgrid_api_host!r} is not usable ({e})"
-                ) from None
-            except (TimeoutError, HTTPException, ConnectionError, OSError):
+                last = f"cannot connect to {self.settings.sendgrid_api_host} ({e})"
+                time.sleep(_backoff(attempt))
+                continue
+            except MaybeSent:
                 return None  # the request went out; whether SendGrid took it is unknown
+            except ssl.SSLCertVerificationError as e:
+                raise DeliveryError(
+                    f"sendgrid_api_host {self.settings.sendgrid_api_host}: its TLS certificate "
+                    f"is not trusted ({e.verify_message})"
+                ) from None
+            status = answer.status
+            if 200 <= status < 300:
+                return str(answer.headers.get("X-Message-Id", ""))
+            if status == 429:
+                # Rate limited: the request was not taken. Waited out, on its own clock,
+                # without using up the retries that 5xx answers get.
+                limited_since = limited_since or time.monotonic()
+                if time.monotonic() - limited_since > RATE_LIMITED_FOR:
+                    raise TransientError(
+                        f"SendGrid kept answering 429 (rate limited) for "
+                        f"{RATE_LIMITED_FOR:.0f}s; the rest stays pending, run again later"
+                    )
+                time.sleep(_reset_wait(answer.headers))
+                continue
+            limited_since = None
+            attempt += 1
+            if status >= 500:
+                last = f"SendGrid answered {status}"
+                time.sleep(_backoff(attempt))
+                continue
+            raise DeliveryError(_explain(status, answer.body))
         raise TransientError(f"{last}; gave up after {attempt} attempts, the rest stays pending")
 
     def close(self) -> None:
-        pass
-
-
-def _not_sent(e: urllib.error.URLError) -> bool:
-    """Refused or unresolvable: the request never left. Anything else may have reached SendGrid."""
-    return isinstance(e.reason, ConnectionRefusedError | socket.gaierror)
+        self.http.close()
 
 
 def _reset_wait(headers: Any) -> float:
