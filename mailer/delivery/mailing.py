@@ -14,7 +14,7 @@ from mailer.config import Settings
 from mailer.content.placeholders import Compiled, both_values
 from mailer.content.render import RenderedIssue
 from mailer.delivery.dkim import signer_from
-from mailer.delivery.message import MessageFactory, address, list_headers
+from mailer.delivery.message import MessageFactory, address, crlf, list_headers
 from mailer.models import Recipient, Snapshot
 from mailer.text import clean_text
 from mailer.tokens import (
@@ -85,6 +85,10 @@ class IssueMailing:
         self.text = Compiled.of(snapshot.text)
         self.html_fields = frozenset(self.html.fields)
         self.text_fields = frozenset(self.text.fields)
+        # The same templates with CRLF line ends, normalized once: a message then needs no
+        # per-recipient pass over 30 KB to fix them (values never hold a line break).
+        self._html_crlf = Compiled.of(crlf(snapshot.html))
+        self._text_crlf = Compiled.of(crlf(snapshot.text))
         # A ledger send's nonce is stored with the issue, so a deliberate resend keeps a
         # recipient's Message-ID; an ad-hoc mail gets a fresh one every time.
         self.nonce = message_nonce or secrets.token_hex(8)
@@ -147,12 +151,14 @@ class IssueMailing:
         return verp_address(self.bounce_address, verp_token(self.secret_key, r.key, self.issue_id))
 
     def message(self, r: Recipient) -> bytes:
-        html, text, url = self.parts(r)
+        url = self.unsubscribe_url(r)
+        html_values, text_values = both_values(url, r.email, r.name)
         data = self.factory.build(
             address(clean_text(r.name), r.email),
             self.message_id(r),
             self.list_headers(url, r),
-            html,
-            text,
+            self._html_crlf.fill(html_values),
+            self._text_crlf.fill(text_values),
+            is_crlf=True,
         )
         return self.dkim.sign(data) if self.dkim is not None else data

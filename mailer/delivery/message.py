@@ -31,8 +31,14 @@ def choose_encoding(sample: str) -> str:
     return "base64" if non_ascii * 6 > len(data) else "quoted-printable"
 
 
-def encode_body(text: str, transfer_encoding: str) -> bytes:
-    data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+def crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def encode_body(text: str, transfer_encoding: str, is_crlf: bool = False) -> bytes:
+    """The body part's bytes; `is_crlf` says the lines end in CRLF already (a template
+    normalized once per issue, filled with values that hold no line breaks)."""
+    data = (text if is_crlf else crlf(text)).encode("utf-8")
     if transfer_encoding == "base64":
         return base64.encodebytes(data).replace(b"\n", b"\r\n")
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
@@ -95,6 +101,7 @@ class MessageFactory:
         html: str,
         text: str,
         date: float | None = None,
+        is_crlf: bool = False,
     ) -> bytes:
         personal = b"".join(
             [
@@ -116,10 +123,10 @@ class MessageFactory:
                 personal,
                 b"\r\n--" + b + b"\r\n",
                 self._part_head(self.text_part),
-                encode_body(text, self.text_part.transfer_encoding),
+                encode_body(text, self.text_part.transfer_encoding, is_crlf),
                 b"\r\n--" + b + b"\r\n",
                 self._part_head(self.html_part),
-                encode_body(html, self.html_part.transfer_encoding),
+                encode_body(html, self.html_part.transfer_encoding, is_crlf),
                 b"\r\n--" + b + b"--\r\n",
             ]
         )

@@ -149,7 +149,7 @@ def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
         # Images first: once the issue is pinned, a reader may open it at any moment.
         store.archive.put_media((m.name, m.content_type, m.data) for m in p.media)
         pinned = (
-            ledger.pin(p.slug, p.snapshot, claim_size(s.batch_size, provider))
+            ledger.pin(p.slug, p.snapshot, claim_size(s, provider, p.recipients))
             if p.snapshot
             else p.pinned
         )
@@ -162,12 +162,16 @@ def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
         return Sender(ledger, provider, mailing, s, pinned.version, on_progress).run()
 
 
-def claim_size(batch_size: int, provider: Provider) -> int:
-    """Recipients per ledger batch: what one worker claims at a time. A provider that sends
-    message by message (SMTP, the outbox) claims a group at a time, so the work spreads over
-    every connection whatever the list's size (1,500 recipients in batches of 1,000 would
-    keep two of four connections busy); SendGrid takes a whole batch in one request."""
-    return batch_size if provider.batched else min(batch_size, provider.group_size)
+def claim_size(settings: Settings, provider: Provider, recipients: int) -> int:
+    """Recipients per ledger batch: what one worker claims at a time. SendGrid takes a
+    whole batch in one request. A provider that sends message by message (SMTP, the
+    outbox) gets batches small enough that every connection has work (1,500 recipients
+    in batches of 1,000 would keep two of four connections busy), about four per worker,
+    and no smaller than a group: each batch costs the ledger a claim and a settle."""
+    if provider.batched:
+        return settings.batch_size
+    spread = recipients // (settings.concurrency * 4)
+    return max(provider.group_size, min(settings.batch_size, spread))
 
 
 def mailing_for(settings: Settings, pinned: Pinned) -> IssueMailing:

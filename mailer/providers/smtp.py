@@ -298,7 +298,6 @@ def _envelope(mailing: Mailing, r: Recipient) -> bytes:
     ).encode("ascii")
 
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 _BARE_EOL = re.compile(rb"\r\n|\n|\r")
 
 
@@ -311,8 +310,11 @@ def _payload(mailing: Mailing, r: Recipient) -> bytes:
         raise LocalError(f"cannot build the message for {r.email}: {e}") from None
     if data.count(b"\n") != data.count(b"\r\n"):
         data = _BARE_EOL.sub(b"\r\n", data)
-    if data.startswith(b".") or b"\n." in data:
-        data = _LEADING_DOT.sub(b"..", data)
+    # CRLF throughout now: a line starting with "." follows a CRLF (or starts the data);
+    # bytes.replace is one C pass where a multiline regex would be many times slower.
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"
