@@ -539,38 +539,21 @@ def test_a_project_overrides_a_string_and_adds_a_language(project: Path, run: Cl
         with (project / "locale" / f"{lang}.po").open("wb") as f:
             write_po(f, cat)
 
+    def build(lang: str) -> tuple[int, str]:
+        issue_file = str(project / "issues/2026-11-20-weekly.md")
+        r = run("--set", f"language={lang}", "build", issue_file, "-o", str(project / "build"))
+        html = (project / "build" / "2026-11-20-weekly.html").read_text()
+        return r.exit_code, html if r.exit_code == 0 else r.output
+
     po("zh_CN", {"Unsubscribe": "取消订阅"})
     po("fr", {"Unsubscribe": "Se désabonner", "View in browser": "Voir en ligne"})
-    run(
-        "--set",
-        "language=zh-CN",
-        "build",
-        str(project / "issues/2026-11-20-weekly.md"),
-        "-o",
-        str(project / "build"),
-    )
-    html = (project / "build" / "2026-11-20-weekly.html").read_text()
+    html = build("zh-CN")[1]
     assert "取消订阅" in html and "在浏览器中查看" in html  # overridden; the rest is ours
-    run(
-        "--set",
-        "language=fr",
-        "build",
-        str(project / "issues/2026-11-20-weekly.md"),
-        "-o",
-        str(project / "build"),
-    )
-    html = (project / "build" / "2026-11-20-weekly.html").read_text()
+    html = build("fr")[1]
     assert "Se désabonner" in html and "Voir en ligne" in html
     (project / "locale" / "fr.po").write_text('msgid "x\n', encoding="utf-8")
-    r = run(
-        "--set",
-        "language=fr",
-        "build",
-        str(project / "issues/2026-11-20-weekly.md"),
-        "-o",
-        str(project / "build"),
-    )
-    assert r.exit_code == 1 and "fr.po: not a readable .po catalog" in r.output
+    code, output = build("fr")
+    assert code == 1 and "fr.po: not a readable .po catalog" in output
 
 
 def test_every_string_has_a_chinese_translation() -> None:
