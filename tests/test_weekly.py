@@ -445,6 +445,7 @@ def test_welcome_mail_once_after_confirming(run: Cli, project: Path, client: Tes
     (msg,) = outbox(project, "welcome")
     assert msg["To"] == "new@example.com" and msg["Subject"] == "欢迎！"
     assert "/u/" in html_of(msg)  # their own unsubscribe link, like any issue
+    assert "/archive/welcome" not in html_of(msg) + text_of(msg)  # not on the web: no link
     # Unsubscribe and come back: confirmed again, welcomed once.
     with open_store(load_settings(project)) as store:
         s = store.subscribers.require("new@example.com")

@@ -20,7 +20,7 @@ from mailer.delivery.dkim import signer_from
 from mailer.delivery.engine import Progress, Provider, RunResult, Sender
 from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.errors import InputError, SizeError
-from mailer.models import RecipientState, Snapshot, SubscriberStatus
+from mailer.models import Issue, RecipientState, Snapshot, SubscriberStatus
 from mailer.providers import make_provider
 from mailer.store import Store, open_store
 from mailer.store.ledger import Pinned
@@ -58,9 +58,13 @@ class Plan:
         )
 
 
-def prepare(settings: Settings, path: Path, web: bool = True) -> RenderedIssue:
+def prepare(
+    settings: Settings, path: Path, web: bool = True, issue: Issue | None = None
+) -> RenderedIssue:
+    """The issue rendered and checked as it would be sent (`issue`: already read from
+    `path`, possibly adjusted by the caller)."""
     settings.require(*REQUIRED)
-    rendered = Renderer(settings).render(load_issue(path), web=web)
+    rendered = Renderer(settings).render(issue or load_issue(path), web=web)
     problems = checks.footer_problems(
         rendered.html.template,
         rendered.text.template,

@@ -65,12 +65,14 @@ def _pin_welcome(settings: Settings, store: Store) -> Pinned | None:
     path = welcome_path(settings)
     if path is None or not path.is_file():
         return None
+    from mailer.content.issue import load_issue
     from mailer.delivery.mailing import snapshot_of
     from mailer.delivery.send import prepare
 
-    rendered = prepare(settings, path, web=False)
+    # Never in the archive, so no "view in browser" link to a page that does not exist.
+    issue = dataclasses.replace(load_issue(path), archive=False)
+    rendered = prepare(settings, path, web=False, issue=issue)
     snapshot = snapshot_of(settings, rendered)
-    snapshot = dataclasses.replace(snapshot, archive=False, web_html="")
     store.archive.put_media((m.name, m.content_type, m.data) for m in rendered.media)
     ledger = store.ledger
     pinned = ledger.pin(rendered.issue.slug, snapshot, settings.batch_size, enroll_all=False)
