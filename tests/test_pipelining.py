@@ -46,7 +46,7 @@ def send(run: Cli, server: ScriptedSmtp) -> tuple[int, dict[str, object]]:
 
 
 def test_one_round_trip_a_message_when_the_server_pipelines(listed: Cli) -> None:
-    with ScriptedSmtp() as server:
+    with ScriptedSmtp(ahead_wait=5.0) as server:
         code, status = send(listed, server)
     assert code == 0 and status["sent"] == N
     assert Counter(server.delivered()) == Counter(PEOPLE)

@@ -228,7 +228,7 @@ def schedule(settings: Settings, path: Path, at: str, now: dt.datetime) -> dt.da
     when = parse_at(at, settings)
     if not path.is_file():
         raise InputError(f"{path}: no such issue file; --at schedules a file")
-    _not_welcome(settings, path)
+    refuse_welcome(settings, path)
     rendered = prepare(settings, path, web=False)  # refuse now what would fail at 3 a.m.
     with open_store(settings) as store:
         if store.ledger.load(rendered.issue.slug) is not None:
@@ -240,7 +240,7 @@ def schedule(settings: Settings, path: Path, at: str, now: dt.datetime) -> dt.da
     return when
 
 
-def _not_welcome(settings: Settings, path: Path) -> None:
+def refuse_welcome(settings: Settings, path: Path) -> None:
     if path.resolve() == welcome_path(settings):
         raise InputError(
             f"{path} is the welcome mail: mailer serve sends it to each person who confirms; "

@@ -95,9 +95,9 @@ def plan(
     found_media: tuple[Media, ...] = ()
     local = check_base_url(settings)
     if _is_file(target):
-        from mailer.delivery.schedule import _not_welcome
+        from mailer.delivery.schedule import refuse_welcome
 
-        _not_welcome(settings, Path(target))
+        refuse_welcome(settings, Path(target))
         rendered = prepare(settings, Path(target))
         snapshot, slug = snapshot_of(settings, rendered), rendered.issue.slug
         warnings, found_media = list(rendered.warnings), rendered.media

@@ -140,13 +140,14 @@ class SmtpSession:
         assert self.conn is not None and self.conn.sock is not None
         conn, sock = self.conn, self.conn.sock
         # An address that is not ASCII needs SMTPUTF8: the one-at-a-time path deals with it.
-        todo = [r for r in group if r.email.isascii() and mailing.envelope_sender(r).isascii()]
-        retry: list[Recipient] = [r for r in group if r not in todo]
+        envelopes = {r.key: e for r in group if (e := _envelope(mailing, r)) is not None}
+        todo = [r for r in group if r.key in envelopes]
+        retry: list[Recipient] = [r for r in group if r.key not in envelopes]
         if not todo:
             return retry
         try:
             body = _payload(mailing, todo[0])
-            sock.sendall(_envelope(mailing, todo[0]))
+            sock.sendall(envelopes[todo[0].key])
         except OSError:
             self._drop()
             return retry + todo
@@ -167,7 +168,7 @@ class SmtpSession:
                     conn.getreply()
                     if i + 1 < len(todo):
                         body = _payload(mailing, todo[i + 1])
-                        sock.sendall(_envelope(mailing, todo[i + 1]))
+                        sock.sendall(envelopes[todo[i + 1].key])
                 except (smtplib.SMTPServerDisconnected, OSError):
                     self._drop()
                     self._refusal(code, reply, r, outcome, stage, retry)
@@ -183,7 +184,7 @@ class SmtpSession:
                 except LocalError as e:
                     nxt, problem = None, e
             try:
-                sock.sendall(body + (_envelope(mailing, nxt) if nxt is not None else b""))
+                sock.sendall(body + (envelopes[nxt.key] if nxt is not None else b""))
                 code, reply = conn.getreply()
             except (smtplib.SMTPServerDisconnected, OSError) as e:
                 # The server may have the whole message: never resend it silently.
@@ -290,9 +291,12 @@ def _first_refusal(replies: list[tuple[int, bytes]]) -> tuple[int, bytes, str] |
     return None
 
 
-def _envelope(mailing: Mailing, r: Recipient) -> bytes:
-    """MAIL, RCPT and DATA for one message (one recipient each)."""
+def _envelope(mailing: Mailing, r: Recipient) -> bytes | None:
+    """MAIL, RCPT and DATA for one message (one recipient each); None when an address is
+    not ASCII."""
     sender = mailing.envelope_sender(r)
+    if not (sender.isascii() and r.email.isascii()):
+        return None
     return (
         f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(r.email)}\r\nDATA\r\n"
     ).encode("ascii")

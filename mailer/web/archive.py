@@ -8,8 +8,11 @@ at /archive/ and copied anywhere.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+
+import jinja2
 
 from mailer import files
 from mailer.config import Settings
@@ -18,10 +21,19 @@ from mailer.errors import InputError
 from mailer.store import Store
 from mailer.store.archive import Published
 
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # an empty feed's "updated"
+
 
 @dataclass(frozen=True)
 class Site:
+    """Made once per process: it holds the templates (in the newsletter's language)."""
+
     settings: Settings
+    env: jinja2.Environment
+
+    @classmethod
+    def of(cls, settings: Settings) -> Site:
+        return cls(settings, templates.environment(settings.project, settings.language or "en"))
 
     @property
     def base(self) -> str:
@@ -29,9 +41,8 @@ class Site:
 
     def index(self, items: list[Published]) -> str:
         """/archive/: newest first, subject, date and preheader."""
-        env = templates.environment(self.settings.project, self.settings.language or "en")
         return templates.render(
-            env,
+            self.env,
             "archive.html.j2",
             {
                 "lang": self.settings.language or "en",
@@ -63,7 +74,7 @@ class Site:
         if items:
             fg.updated(max(i.sent_at for i in items))
         else:
-            fg.updated(_epoch())
+            fg.updated(EPOCH)
         for item in reversed(items):  # feedgen puts the last added first
             entry = fg.add_entry()
             url = f"{self.base}/archive/{item.slug}/"
@@ -77,12 +88,6 @@ class Site:
             entry.content(_body(item.web_html), type="html")
         data: bytes = fg.atom_str(pretty=True)
         return data
-
-
-def _epoch() -> object:
-    import datetime as dt
-
-    return dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def _body(html: str) -> str:
@@ -99,7 +104,7 @@ def export(settings: Settings, store: Store, out: Path) -> list[Path]:
     """`mailer archive export DIR`: archive/index.html, archive/SLUG/index.html, feed.xml,
     media/NAME. Written file by file, each atomically; what was there and is ours is
     replaced, nothing else is touched."""
-    site = Site(settings)
+    site = Site.of(settings)
     items = store.archive.issues()
     written: list[Path] = []
 

@@ -111,6 +111,7 @@ class ServeState:
     limiter: RateLimit
     webhook_key: Any  # the parsed public key, or None when the webhook is off
     outbound: Outbound  # sends the confirmations the pages promise, after the response
+    site: Site  # the archive's pages and feed
 
 
 def create_app(settings: Settings, store: Store, background: bool = True) -> Starlette:
@@ -144,6 +145,7 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
         limiter=RateLimit(),
         webhook_key=_webhook_key(settings),
         outbound=Outbound(settings, store),
+        site=Site.of(settings),
     )
 
     stopping = threading.Event()
@@ -446,7 +448,7 @@ async def _to_slash(request: Request) -> Response:
 async def archive_index(request: Request) -> Response:
     st = _state(request)
     items = await run_in_threadpool(st.store.archive.issues)
-    return HTMLResponse(Site(st.settings).index(items), headers=PUBLIC)
+    return HTMLResponse(st.site.index(items), headers=PUBLIC)
 
 
 async def archive_issue(request: Request) -> Response:
@@ -457,13 +459,13 @@ async def archive_issue(request: Request) -> Response:
         return st.pages.render(
             _("No such issue"), [_("There is no issue at this address.")], status=404
         )
-    return HTMLResponse(Site(st.settings).issue_page(item), headers=PUBLIC)
+    return HTMLResponse(st.site.issue_page(item), headers=PUBLIC)
 
 
 async def feed(request: Request) -> Response:
     st = _state(request)
     items = await run_in_threadpool(st.store.archive.issues, 50)
-    data = await run_in_threadpool(Site(st.settings).feed, items)
+    data = await run_in_threadpool(st.site.feed, items)
     return Response(data, media_type="application/atom+xml; charset=utf-8", headers=PUBLIC)
 
 
