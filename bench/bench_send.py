@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import DATA, child, measure, row
 
 ISSUE = Path(__file__).resolve().parent.parent / "mailer" / "scaffold" / "example-issue.md"
-KEY = "SG.bench"
+KEY = "SG.test-key"  # the key ../shared/bench/floor_sendgrid.py sends
 
 
 def make_project(n: int, name: str) -> Path:

@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class SubscriberStatus(StrEnum):
@@ -134,13 +134,13 @@ class Issue:
     line_offset: int = 0  # lines of front matter before the body, for messages
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
     """One person an issue goes to, as the sender needs them.
 
     `key` tells recipients apart in an Outcome: the subscriber id for ledger sends, a
     negative number for ad-hoc ones (test copies, confirmations). `nonce` is the
-    subscriber's random link secret, bound into every token.
+    subscriber's random link secret, bound into every token. A tuple: a million are made
+    per million sent, and a frozen dataclass costs four times as much to build.
     """
 
     key: int

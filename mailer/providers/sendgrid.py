@@ -8,16 +8,20 @@ with ids only. `SendGridSession.send` is the transport with SendGrid's retry rul
 from __future__ import annotations
 
 import json
+import json.encoder
 import random
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailer.config import Settings
 from mailer.errors import DeliveryError, LocalError, TransientError
 from mailer.models import Mailing, Outcome, Recipient
 from mailer.providers.http import KeptAlive, MaybeSent, NotSent
+
+# A str -> JSON string literal encoder in C; keeps non-ASCII as is (ensure_ascii=False).
+_ENC: Callable[[str], str] = json.encoder.encode_basestring
 
 MAX_PERSONALIZATIONS = 1000
 RETRIES = 6  # for 5xx answers and failed connections
@@ -30,11 +34,21 @@ TEXT_KEYS = {f: f"__MAILER_{f.upper()}_TEXT__" for f in KEYS}
 
 
 def build_request(mailing: Mailing, group: Sequence[Recipient]) -> dict[str, Any]:
-    """The JSON body for POST /v3/mail/send.
+    """The request body as a dict (what `build_body` sends, parsed back)."""
+    result: dict[str, Any] = json.loads(build_body(mailing, group))
+    return result
+
+
+def build_body(mailing: Mailing, group: Sequence[Recipient]) -> bytes:
+    """The JSON body for POST /v3/mail/send, as UTF-8 bytes.
 
     Substitutions carry only the fields the templates use. A field whose value reads the
     same escaped and unescaped for everyone in the request shares one key between the
     HTML and the text part; otherwise the text part gets its own, unescaped key.
+
+    The thousand personalizations are written as JSON text directly, each value through
+    the json module's C string encoder: building a dict per recipient and encoding it
+    again cost twice the whole of the plain floor's work per recipient.
     """
     if len(group) > MAX_PERSONALIZATIONS:
         raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
@@ -43,24 +57,31 @@ def build_request(mailing: Mailing, group: Sequence[Recipient]) -> dict[str, Any
     split = {f for f in text_fields & html_fields if any(h[f] != t[f] for _, h, t in people)}
     # Which value goes under which key, worked out once per request, not per recipient.
     text_keys = {f: TEXT_KEYS[f] if f in split else KEYS[f] for f in text_fields}
-    keys = [(KEYS[f], f, True) for f in html_fields]
-    keys += [(text_keys[f], f, False) for f in text_fields if f in split or f not in html_fields]
+    keys = [(_ENC(KEYS[f]) + ":", f, True) for f in sorted(html_fields)]
+    keys += [
+        (_ENC(text_keys[f]) + ":", f, False)
+        for f in sorted(text_fields)
+        if f in split or f not in html_fields
+    ]
     issue = str(mailing.issue_id)
+    args = '},"custom_args":{"mailer_issue":' + _ENC(issue) + ',"mailer_subscriber":"'
     personalizations = []
     for r, html_vals, text_vals in people:
         name = text_vals["name"]
+        headers = mailing.list_headers(text_vals["unsubscribe_url"], r)
         personalizations.append(
-            {
-                "to": [{"email": r.email, "name": name} if name else {"email": r.email}],
-                "headers": mailing.list_headers(text_vals["unsubscribe_url"], r),
-                "substitutions": {
-                    key: (html_vals if html else text_vals)[f] for key, f, html in keys
-                },
-                "custom_args": {"mailer_issue": issue, "mailer_subscriber": str(r.key)},
-            }
+            '{"to":[{"email":'
+            + _ENC(r.email)
+            + (',"name":' + _ENC(name) if name else "")
+            + '}],"headers":{'
+            + ",".join(_ENC(k) + ":" + _ENC(v) for k, v in headers.items())
+            + '},"substitutions":{'
+            + ",".join(k + _ENC((html_vals if html else text_vals)[f]) for k, f, html in keys)
+            + args
+            + str(r.key)
+            + '"}}'
         )
-    body: dict[str, Any] = {
-        "personalizations": personalizations,
+    rest: dict[str, Any] = {
         "from": {
             "email": mailing.from_email,
             **({"name": mailing.from_name} if mailing.from_name else {}),
@@ -74,8 +95,10 @@ def build_request(mailing: Mailing, group: Sequence[Recipient]) -> dict[str, Any
         "custom_args": {"mailer_issue": issue},
     }
     if mailing.reply_to:
-        body["reply_to"] = {"email": mailing.reply_to}
-    return body
+        rest["reply_to"] = {"email": mailing.reply_to}
+    tail = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))
+    body = '{"personalizations":[' + ",".join(personalizations) + "]," + tail[1:]
+    return body.encode("utf-8")
 
 
 class SendGridProvider:
@@ -105,7 +128,7 @@ class SendGridSession:
 
     def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
         try:
-            body = build_request(mailing, group)
+            body = build_body(mailing, group)
         except Exception as e:  # built here, before any byte left: nothing was sent
             raise LocalError(f"cannot build the SendGrid request: {e}") from None
         message_id = self.post(body)
@@ -118,9 +141,8 @@ class SendGridSession:
             )
         return Outcome(sent={r.key: message_id for r in group})
 
-    def post(self, body: dict[str, Any]) -> str | None:
+    def post(self, data: bytes) -> str | None:
         """X-Message-Id of an accepted request; None when it may or may not have been taken."""
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         last = ""
         attempt = 0
         limited_since: float | None = None

@@ -534,11 +534,8 @@ class Ledger:
             .where(batches.c.id == claim.batch_id)
             .values(state=B.REQUESTING, lease_expires=at + LEASE, updated_at=at)
         )
-        group = [
-            Recipient(i, e, n, nonce)
-            for i, e, n, status, nonce in rows
-            if status == SubscriberStatus.ACTIVE
-        ]
+        active = SubscriberStatus.ACTIVE.value
+        group = [Recipient(i, e, n, nonce) for i, e, n, status, nonce in rows if status == active]
         return group, more
 
     def record(
