@@ -1,16 +1,13 @@
 """Import a generated CSV (1 % invalid, 1 % duplicates) into SQLite and PostgreSQL.
 
-Beside it, the floor: the same rows inserted with plain executemany and no validation,
-and `sqlite-utils insert --csv` on the same file.
+Beside it, the floors: ../shared/bench/floor_import.py (csv.reader into executemany, no
+validation), `sqlite-utils insert --csv` on the same file, and for PostgreSQL a COPY floor
+(bench/floor_pg_import.py).
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import random
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,29 +15,39 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, child, fresh_pg_schema, measure, postgres_up, row
+from bench.common import (
+    DATA,
+    PG_URL,
+    ROOT,
+    SHARED,
+    child,
+    fresh_pg_schema,
+    measure,
+    postgres_up,
+    run,
+)
+from bench.table import Row, at_least, at_most
 
 
 def generate(rows: int) -> Path:
-    path = DATA / f"subscribers-{rows}.csv"
-    if path.exists():
-        return path
-    DATA.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(42)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["email", "name", "company", "city"])
-        for i in range(rows):
-            r = rng.random()
-            if r < 0.01:
-                email = f"broken {i}@example"  # invalid
-            elif r < 0.02 and i > 10:
-                email = f"user{i - 1}@example{(i - 1) % 500}.com"  # a duplicate of the row before
-            else:
-                email = f"user{i}@example{i % 500}.com"
-            w.writerow([email, f"Name {i} 名字", f"Company {i % 1000}", "Berlin"])
-    tmp.replace(path)
+    """A realistic list from ../shared/bench/make_list.py: shuffled, 7 domains, mixed-script
+    names, 1 % invalid rows and 1 % duplicates differing only in case."""
+    path = DATA / f"list-{rows}.csv"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        bad = str(rows // 100)
+        run(
+            [
+                sys.executable,
+                str(SHARED / "make_list.py"),
+                str(path),
+                str(rows),
+                "--invalid",
+                bad,
+                "--dupes",
+                bad,
+            ]
+        )
     return path
 
 
@@ -55,109 +62,90 @@ def mailer_import(url: str, path: str) -> dict[str, Any]:
     return {"seconds": seconds, "added": r.added, "invalid": r.invalid, "duplicates": r.duplicates}
 
 
-def floor_import(url: str, path: str) -> dict[str, Any]:
-    """The same rows, no validation, plain executemany into the same table: the floor."""
-    import datetime as dt
-
-    from mailer.store import open_url
-    from mailer.store.schema import subscribers
-
-    with open_url(url) as store:
-        start = time.perf_counter()
-        now = dt.datetime.now(dt.UTC)
-        seen: set[str] = set()
-        with store.engine.begin() as conn, open(path, encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
-            next(reader)
-            chunk: list[dict[str, Any]] = []
-            for email, name, company, city in reader:
-                key = email.lower()
-                if key in seen:  # the table's unique key would refuse it
-                    continue
-                seen.add(key)
-                chunk.append(
-                    {
-                        "email": email,
-                        "email_key": key,
-                        "name": name,
-                        "status": "active",
-                        "attributes": {"company": company, "city": city},
-                        "created_at": now,
-                        "updated_at": now,
-                        "nonce": len(seen),
-                    }
-                )
-                if len(chunk) == 5000:
-                    conn.execute(subscribers.insert(), chunk)
-                    chunk = []
-            if chunk:
-                conn.execute(subscribers.insert(), chunk)
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds}
+def fresh(db: Path) -> Path:
+    for p in db.parent.glob(db.name + "*"):
+        p.unlink()
+    return db
 
 
-def main(rows: int) -> list[str]:
+def main(rows: int) -> list[Row]:
     path = generate(rows)
-    lines = [f"import of {rows:,} rows ({path.name})"]
-    db = DATA / "import.db"
-    results: dict[str, dict[str, Any]] = {}
-    for label, fn in (("mailer import, SQLite", "mailer"), ("floor: executemany, SQLite", "floor")):
-        for p in db.parent.glob("import.db*"):
-            p.unlink()
-        results[label] = measure("bench_import.py", fn, f"sqlite:///{db}", str(path))
-    sqlite_utils = shutil.which("sqlite-utils") or str(Path(sys.executable).parent / "sqlite-utils")
-    if Path(sqlite_utils).exists():
-        for p in db.parent.glob("su.db*"):
-            p.unlink()
-        start = time.perf_counter()
-        subprocess.run(
-            [sqlite_utils, "insert", str(DATA / "su.db"), "subscribers", str(path), "--csv"],
-            check=True,
+    small = generate(10000)
+    res: dict[str, dict[str, Any]] = {}
+    res["mailer"] = measure(
+        "bench_import.py", "mailer", f"sqlite:///{fresh(DATA / 'i.db')}", str(path)
+    )
+    res["floor"] = run(
+        [sys.executable, str(SHARED / "floor_import.py"), str(path), str(fresh(DATA / "f.db"))]
+    )
+    res["mailer 10k"] = measure(
+        "bench_import.py", "mailer", f"sqlite:///{fresh(DATA / 'i.db')}", str(small)
+    )
+    m, f = res["mailer"], res["floor"]
+    out = [
+        at_most(
+            f"import {rows:,} rows (make_list.py, 1 % invalid, 1 % dupes), SQLite",
+            f"{m['wall']:.1f} s",
+            f"{f['wall']:.1f} s",
+            m["wall"] / f["wall"],
+            m["peak_mb"],
+            2.0,
         )
-        results["sqlite-utils insert --csv"] = {
-            "seconds": time.perf_counter() - start,
-            "peak_mb": float("nan"),
-        }
+    ]
+    utils = Path(sys.executable).parent / "sqlite-utils"
+    su = run([str(utils), "insert", str(fresh(DATA / "su.db")), "s", str(path), "--csv"])
+    out.append(
+        at_least(
+            f"import {rows:,} rows, SQLite: speed against `sqlite-utils insert --csv`",
+            f"{m['wall']:.1f} s",
+            f"{su['wall']:.1f} s",
+            su["wall"] / m["wall"],
+            m["peak_mb"],
+            1.0,
+        )
+    )
     if postgres_up():
-        results["mailer import, PostgreSQL"] = measure(
-            "bench_import.py", "mailer", fresh_pg_schema("bench_import"), str(path)
+        pm = measure("bench_import.py", "mailer", fresh_pg_schema("bench_import"), str(path))
+        pf = run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "floor_pg_import.py"),
+                str(path),
+                PG_URL,
+                "bench_import_floor",
+            ]
         )
-        results["floor: executemany, PostgreSQL"] = measure(
-            "bench_import.py", "floor", fresh_pg_schema("bench_import"), str(path)
-        )
-    for label, r in results.items():
-        lines.append(
-            row(
-                label,
-                f"{rows / r['seconds']:,.0f} rows/s",
-                f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB",
+        out.append(
+            at_most(
+                f"import {rows:,} rows, PostgreSQL (floor: COPY, bench/floor_pg_import.py)",
+                f"{pm['wall']:.1f} s",
+                f"{pf['wall']:.1f} s",
+                pm["wall"] / pf["wall"],
+                pm["peak_mb"],
+                2.0,
             )
         )
-    m, f = results["mailer import, SQLite"], results["floor: executemany, SQLite"]
-    lines.append(
-        row("SQLite: mailer / floor (target ≤ 2.5×)", f"{m['seconds'] / f['seconds']:.2f}×")
-    )
-    lines.append(row("SQLite: peak memory (target ≤ 200 MB)", f"{m['peak_mb']:.0f} MB"))
-    if "sqlite-utils insert --csv" in results:
-        su = results["sqlite-utils insert --csv"]
-        lines.append(
-            row(
-                "SQLite: mailer vs sqlite-utils (target: faster)",
-                f"{su['seconds'] / m['seconds']:.2f}× faster",
-            )
-        )
-    lines.append(
-        row(
-            "reported",
-            f"added {m['added']:,}",
-            f"invalid {m['invalid']:,}, duplicates {m['duplicates']:,}",
+    big, little = m["peak_mb"], res["mailer 10k"]["peak_mb"]
+    out.append(
+        at_most(
+            f"import memory: peak at {rows:,} / peak at 10,000 (≤ 150 MB)",
+            f"{big:.0f} MB",
+            f"{little:.0f} MB",
+            big / little,
+            big,
+            1.3,
         )
     )
-    return lines
+    out[-1].passed = out[-1].passed and big <= 150
+    if m.get("added", 0) + m.get("invalid", 0) + m.get("duplicates", 0) != rows + 2 * (rows // 100):
+        raise SystemExit(f"the import did not account for every row: {m}")
+    return out
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        child(lambda which, *args: {"mailer": mailer_import, "floor": floor_import}[which](*args))
+        child(lambda which, *args: mailer_import(*args))
     else:
-        print("\n".join(main(int(os.environ.get("BENCH_ROWS", "1000000")))))
+        from bench.table import render
+
+        print(render(main(int(os.environ.get("BENCH_ROWS", "1000000")))))

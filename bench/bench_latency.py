@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,27 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, ROOT, child, measure
+from bench.common import DATA, SAMPLE, SHARED, child, free_port, measure, smtp_sink, wait_port
 
-SHARED = ROOT.parent / "shared" / "bench"
-ISSUE = ROOT / "mailer" / "scaffold" / "example-issue.md"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listens on {port}")
+ISSUE = SAMPLE  # the real issue in ../shared/samples
 
 
 def project(n: int) -> Path:
@@ -100,7 +81,7 @@ def one(rtt_ms: int, connections: int, n: int) -> tuple[float, float]:
     sink_port = free_port()
     procs = [
         subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{sink_port}", "256"],
+            [smtp_sink(), "-u", "nobody", "-c", f"127.0.0.1:{sink_port}", "256"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -215,8 +196,7 @@ def sendgrid(n: int, delay_ms: int = 25) -> None:
 
 
 def main() -> None:
-    if shutil.which("smtp-sink") is None and not Path("/usr/sbin/smtp-sink").exists():
-        raise SystemExit("smtp-sink not found: apt-get install postfix")
+    smtp_sink()
     quick = "--quick" in sys.argv
     print(
         "| RTT | connections | mailer msg/s | floor msg/s (smtplib) | one-RTT limit | mailer % of limit |"
@@ -244,7 +224,4 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(mailer_send)
     else:
-        import os
-
-        os.environ.setdefault("PATH", "/usr/sbin:/usr/bin:/bin")
         main()

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "bench"  # the floors: imported from there, never copied
+SAMPLE = ROOT.parent / "shared" / "samples" / "ai-daily-digest.md"  # a real issue
 DATA = ROOT / "bench" / ".data"
 PG_URL = os.environ.get(
     "MAILER_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -29,16 +34,59 @@ def child(fn: Callable[..., dict[str, Any]]) -> None:
 
 
 def measure(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--child", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
-        check=False,
+    return run([sys.executable, str(ROOT / "bench" / script), "--child", *args], env)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a process to its end: its last JSON line (if any), plus what the kernel counted for
+    it alone: wall seconds, user and system CPU seconds, peak RSS. Mailer and floor are
+    measured the same way, interpreter start included."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=err, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, for its rusage
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
+    result: dict[str, Any] = {}
+    lines = stdout.strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        result = dict(json.loads(lines[-1]))
+    result.update(
+        wall=wall, user=usage.ru_utime, sys=usage.ru_stime, peak_mb=usage.ru_maxrss / 1024
     )
-    if out.returncode != 0:
-        raise SystemExit(f"{script} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return result
+
+
+def smtp_sink() -> str:
+    """Postfix's smtp-sink: the C sink the shared floors are measured against."""
+    found = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    if not Path(found).exists():
+        raise SystemExit("smtp-sink not found: apt-get install postfix")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listens on {port}")
 
 
 def fresh_pg_schema(name: str) -> str:
