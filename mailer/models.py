@@ -202,7 +202,8 @@ class Mailing(Protocol):
         ...
 
     def message(self, r: Recipient) -> bytes:
-        """The whole RFC 5322 message for one recipient."""
+        """The whole RFC 5322 message for one recipient; every line ends in CRLF and no
+        CR or LF stands alone (SMTP sends it as it is: a bare LF is a smuggling risk)."""
         ...
 
 

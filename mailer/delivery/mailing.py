@@ -14,7 +14,7 @@ from mailer.config import Settings
 from mailer.content.placeholders import Compiled, both_values
 from mailer.content.render import RenderedIssue
 from mailer.delivery.dkim import signer_from
-from mailer.delivery.message import MessageFactory, address, crlf, list_headers
+from mailer.delivery.message import EncodedBody, MessageFactory, address, crlf, list_headers
 from mailer.models import Recipient, Snapshot
 from mailer.text import clean_text
 from mailer.tokens import (
@@ -87,8 +87,6 @@ class IssueMailing:
         self.text_fields = frozenset(self.text.fields)
         # The same templates with CRLF line ends, normalized once: a message then needs no
         # per-recipient pass over 30 KB to fix them (values never hold a line break).
-        self._html_crlf = Compiled.of(crlf(snapshot.html))
-        self._text_crlf = Compiled.of(crlf(snapshot.text))
         # A ledger send's nonce is stored with the issue, so a deliberate resend keeps a
         # recipient's Message-ID; an ad-hoc mail gets a fresh one every time.
         self.nonce = message_nonce or secrets.token_hex(8)
@@ -107,6 +105,13 @@ class IssueMailing:
             seed=f"{slug}.{self.nonce}",
             text_sample=snapshot.text,
             html_sample=snapshot.html,
+        )
+        # Normalized to CRLF and encoded as far as the first placeholder, once per issue.
+        self._html_body = EncodedBody(
+            Compiled.of(crlf(snapshot.html)), self.factory.html_part.transfer_encoding
+        )
+        self._text_body = EncodedBody(
+            Compiled.of(crlf(snapshot.text)), self.factory.text_part.transfer_encoding
         )
 
     def html_template(self, keys: Mapping[str, str]) -> str:
@@ -151,14 +156,17 @@ class IssueMailing:
         return verp_address(self.bounce_address, verp_token(self.secret_key, r.key, self.issue_id))
 
     def message(self, r: Recipient) -> bytes:
+        # Templates, headers and the other values are CRLF-clean by construction (names
+        # pass clean_text); the address is the one value from outside, so it is checked.
+        if "\n" in r.email or "\r" in r.email:
+            raise ValueError("the address holds a line break")
         url = self.unsubscribe_url(r)
         html_values, text_values = both_values(url, r.email, r.name)
         data = self.factory.build(
             address(clean_text(r.name), r.email),
             self.message_id(r),
             self.list_headers(url, r),
-            self._html_crlf.fill(html_values),
-            self._text_crlf.fill(text_values),
-            is_crlf=True,
+            self._html_body.fill(html_values),
+            self._text_body.fill(text_values),
         )
         return self.dkim.sign(data) if self.dkim is not None else data

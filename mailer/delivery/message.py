@@ -14,8 +14,11 @@ import email.policy
 import email.utils
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
+
+from mailer.content.placeholders import Compiled
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,64 @@ def crlf(text: str) -> str:
 def encode_body(text: str, transfer_encoding: str, is_crlf: bool = False) -> bytes:
     """The body part's bytes; `is_crlf` says the lines end in CRLF already (a template
     normalized once per issue, filled with values that hold no line breaks)."""
-    data = (text if is_crlf else crlf(text)).encode("utf-8")
+    return encode_body_bytes((text if is_crlf else crlf(text)).encode("utf-8"), transfer_encoding)
+
+
+class EncodedBody:
+    """A part's CRLF body template, transfer-encoded once as far as its first placeholder.
+
+    Per-recipient values sit in the footer, so encoding every message whole would redo
+    the same 20-40 KB for each recipient. base64 turns each 57 input bytes into one
+    76-character line and quoted-printable starts afresh after every line break: the bytes
+    before a 57-byte (base64) or line (QP) boundary encode to the same text alone as inside
+    the whole. That head is encoded here; a recipient costs only the tail's encoding. The
+    equivalence is checked on the template itself, falling back to no head if it fails.
+    """
+
+    def __init__(self, template: Compiled, transfer_encoding: str) -> None:
+        self.encoding = transfer_encoding
+        self.fields = template.fields
+        literals = [lit.encode("utf-8") for lit in template.literals]
+        first = literals[0]
+        if not self.fields:  # nothing personal in this part: all of it encoded here
+            self.head, self.tail = encode_body_bytes(first, transfer_encoding), []
+            return
+        if transfer_encoding == "base64":
+            cut = len(first) // 57 * 57
+        else:
+            cut = first.rfind(b"\r\n") + 2 if b"\r\n" in first else 0
+        self.head = _encode(first[:cut], transfer_encoding) if cut else b""
+        self.tail = [first[cut:], *literals[1:]]
+        # QP picks CRLF soft breaks from the first line ending it sees: the tail needs one.
+        crlf_tail = transfer_encoding == "base64" or any(b"\r\n" in lit for lit in self.tail)
+        sample = {f: f for f in self.fields}
+        whole = encode_body_bytes(template.fill(sample).encode("utf-8"), transfer_encoding)
+        if not crlf_tail or self.fill(sample) != whole:
+            self.head, self.tail = b"", literals
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        """The encoded body with these values (which hold no line breaks) in place."""
+        if not self.fields:
+            return self.head
+        tail = self.tail
+        out = [tail[0]]
+        for field, literal in zip(self.fields, tail[1:], strict=True):
+            out.append(values[field].encode("utf-8"))
+            out.append(literal)
+        return self.head + encode_body_bytes(b"".join(out), self.encoding)
+
+
+def _encode(data: bytes, transfer_encoding: str) -> bytes:
     if transfer_encoding == "base64":
         return base64.encodebytes(data).replace(b"\n", b"\r\n")
-    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    return encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n"
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+
+
+def encode_body_bytes(data: bytes, transfer_encoding: str) -> bytes:
+    encoded = _encode(data, transfer_encoding)
+    if transfer_encoding == "base64" or encoded.endswith(b"\r\n"):
+        return encoded
+    return encoded + b"\r\n"
 
 
 def header_line(name: str, value: str) -> bytes:
@@ -98,11 +154,12 @@ class MessageFactory:
         to: str,
         message_id: str,
         recipient_headers: dict[str, str],
-        html: str,
-        text: str,
+        html: str | bytes,
+        text: str | bytes,
         date: float | None = None,
         is_crlf: bool = False,
     ) -> bytes:
+        """The message; a body given as bytes is already transfer-encoded (EncodedBody)."""
         personal = b"".join(
             [
                 b"To: " + to.encode("ascii") + b"\r\n",
@@ -123,10 +180,14 @@ class MessageFactory:
                 personal,
                 b"\r\n--" + b + b"\r\n",
                 self._part_head(self.text_part),
-                encode_body(text, self.text_part.transfer_encoding, is_crlf),
+                text
+                if isinstance(text, bytes)
+                else encode_body(text, self.text_part.transfer_encoding, is_crlf),
                 b"\r\n--" + b + b"\r\n",
                 self._part_head(self.html_part),
-                encode_body(html, self.html_part.transfer_encoding, is_crlf),
+                html
+                if isinstance(html, bytes)
+                else encode_body(html, self.html_part.transfer_encoding, is_crlf),
                 b"\r\n--" + b + b"--\r\n",
             ]
         )

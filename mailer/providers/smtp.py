@@ -302,20 +302,15 @@ def _envelope(mailing: Mailing, r: Recipient) -> bytes | None:
     ).encode("ascii")
 
 
-_BARE_EOL = re.compile(rb"\r\n|\n|\r")
-
-
 def _payload(mailing: Mailing, r: Recipient) -> bytes:
-    """The message as DATA carries it: CRLF lines, leading dots doubled, the final dot.
-    Messages are built with CRLF already; each pass is skipped when it has nothing to do."""
+    """The message as DATA carries it: leading dots doubled, the final dot. Its lines end
+    in CRLF and nothing else (Mailing.message's contract, checked where it is built)."""
     try:
         data = mailing.message(r)
     except Exception as e:  # built here, before any byte of it left: nothing was sent
         raise LocalError(f"cannot build the message for {r.email}: {e}") from None
-    if data.count(b"\n") != data.count(b"\r\n"):
-        data = _BARE_EOL.sub(b"\r\n", data)
-    # CRLF throughout now: a line starting with "." follows a CRLF (or starts the data);
-    # bytes.replace is one C pass where a multiline regex would be many times slower.
+    # A line starting with "." follows a CRLF (or starts the data); bytes.replace is one
+    # C pass where a multiline regex would be many times slower.
     data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
         data = b"." + data
