@@ -132,6 +132,51 @@ def test_dry_run_writes_nothing(store: Store, tmp_path: Path) -> None:
     assert store.subscribers.count() == 0
 
 
+def test_duplicates_across_chunks_are_counted_once_and_sign_ups_are_not_duplicates(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later chunk recognises an address an earlier chunk added (by id and the import's
+    own stamp) or an earlier chunk matched (import_seen); someone who signs up while the
+    import runs is an existing subscriber to it, not a duplicate line."""
+    import mailer.store.imports as imports
+
+    store.subscribers.add("old@example.com", "Old")
+    write(
+        tmp_path / "a.csv",
+        "email,name\n"
+        "a@example.com,A\nold@example.com,Old\nb@example.com,B\n"  # chunk 1
+        "A@EXAMPLE.COM,again\nc@example.com,C\nOLD@example.com,again\n"  # chunk 2
+        "late@example.com,Late\nb@example.com,again\nd@example.com,D\n",  # chunk 3
+    )
+    real, calls = imports._apply, {"n": 0}
+
+    def sign_up_between_chunks(*args, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            store.subscribers.add("late@example.com", "Signed up")
+        return real(*args, **kw)
+
+    for dry_run in (True, False):
+        monkeypatch.setattr(imports, "_apply", sign_up_between_chunks)
+        calls["n"] = 0
+        r = import_csv(store.engine, tmp_path / "a.csv", chunk_size=3, dry_run=dry_run)
+        assert (r.duplicates, r.added) == (3, 4), dry_run
+        assert sorted(line for line, _ in r.duplicate_lines) == [5, 7, 9]
+        if dry_run:  # nothing was written; the sign-up happened for real
+            assert store.subscribers.count() == 2
+            store.engine.dispose()
+            with store.engine.begin() as conn:
+                conn.execute(
+                    sa.text("DELETE FROM subscribers WHERE email_key = 'late@example.com'")
+                )
+    assert store.subscribers.count() == 6  # old, late, a, b, c, d
+    names = dict(
+        store.engine.connect().execute(sa.text("SELECT email_key, name FROM subscribers")).all()
+    )
+    assert names["a@example.com"] == "A" and names["b@example.com"] == "B"
+    assert names["late@example.com"] == "Late"  # the file's name: it updated the sign-up
+
+
 def test_a_failed_chunk_is_wholly_out(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,13 @@ def new_nonce() -> int:
     return secrets.randbits(62) or 1
 
 
+def new_nonces(n: int) -> list[int]:
+    """n of them from one read of the system's random source (an import makes thousands
+    at a time; one getrandom call each was a twentieth of its time)."""
+    data = secrets.token_bytes(8 * n)
+    return [(int.from_bytes(data[i : i + 8], "little") >> 2) or 1 for i in range(0, 8 * n, 8)]
+
+
 def clean_name(name: str | None) -> str:
     return clean_text(name or "")[:NAME_MAX]
 
