@@ -266,6 +266,25 @@ def test_export_streams_and_round_trips(store: Store, tmp_path: Path, run_store_
     assert (r.unchanged, r.added, r.updated, r.invalid) == (2, 0, 0, 0)
 
 
+def test_import_keeps_backslashes_tabs_and_newlines_exactly(store: Store, tmp_path: Path) -> None:
+    """PostgreSQL gets each chunk as COPY text written by hand: \\, \\N, tabs and line
+    breaks in names and attributes must arrive as they were (names lose control
+    characters by design; attributes keep everything)."""
+    city = 'a\\b \\N "q"\ttab\nline \\\\ 你好'
+    path = tmp_path / "a.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(
+            [["email", "name", "city"], ["ann@example.com", "Ann \\N \\ O\\'Neil", city]]
+        )
+    assert import_csv(store.engine, path).added == 1
+    with store.engine.connect() as conn:
+        name, attributes = conn.execute(sa.text("SELECT name, attributes FROM subscribers")).one()
+    if isinstance(attributes, str):
+        attributes = json.loads(attributes)
+    assert name == "Ann \\N \\ O\\'Neil"
+    assert attributes == {"city": city}
+
+
 def test_erase_forgets_and_blocks_re_import(store: Store, tmp_path: Path) -> None:
     store.subscribers.add("ann@example.com", "Ann")
     store.subscribers.erase("ANN@example.com")
@@ -385,3 +404,29 @@ def test_cli_import_of_only_invalid_rows_exits_1(run_store_cli: Cli, tmp_path: P
     )
     assert r.exit_code == 1
     assert "line 2: invalid: nope" in r.output and "no valid rows; nothing imported" in r.output
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(max_size=12)),
+            st.one_of(st.none(), st.integers(), st.text(alphabet="ab\\\t\n\r\x00N你", max_size=8)),
+        ),
+        max_size=8,
+    )
+)
+def test_copy_text_is_copy_format_whatever_the_values(rows: list[tuple[object, object]]) -> None:
+    """The fast path (no escaping needed) and the escaping path agree with the format:
+    NULL as \\N, backslash, tab, CR and LF escaped, one line a row."""
+    from mailer.store.imports import copy_text
+
+    def field(v: object) -> str:
+        if v is None:
+            return "\\N"
+        text = str(v)
+        for a, b in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+            text = text.replace(a, b)
+        return text
+
+    expected = "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
+    assert copy_text(list(rows), 2) == expected

@@ -506,7 +506,7 @@ def _insert(conn: sa.Connection, rows: list[Row], run: _Run) -> int:
     nonces = new_nonces(len(rows))  # one read of the random source for the chunk
     active = SubscriberStatus.ACTIVE.value
     if conn.dialect.name == "postgresql":
-        at: Any = run.at
+        at: Any = run.at.isoformat()  # COPY reads it back as the same timestamptz
         dumps: Callable[[Any], Any] = json.dumps
     else:
         stamp = subscribers.c.created_at.type.dialect_impl(conn.dialect).bind_processor(
@@ -542,11 +542,40 @@ def _copy(
     conn: sa.Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> None:
     """PostgreSQL's COPY: rows stream in one command. An executemany of thousands of rows
-    spent most of its time in the driver parsing and splitting one enormous statement."""
+    spent most of its time in the driver parsing and splitting one enormous statement.
+
+    The chunk is written as COPY's text format in one piece: the driver's write_row,
+    adapting value by value, was a third of a PostgreSQL import.
+    """
     raw: Any = conn.connection.dbapi_connection  # psycopg's own connection: it has copy()
     with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+        copy.write(copy_text(rows, len(columns)).encode("utf-8"))
+
+
+def copy_text(rows: list[tuple[Any, ...]], width: int) -> str:
+    """Rows in COPY's text format: tab-separated, NULL as \\N, and backslash, tab, CR and
+    LF escaped. Addresses, keys and stamps never hold those; names and attributes rarely
+    do: the whole chunk is checked at once, and only a chunk that needs it is escaped."""
+    data = "".join("\t".join(["\x00" if v is None else str(v) for v in row]) + "\n" for row in rows)
+    plain = (
+        "\\" not in data
+        and "\r" not in data
+        and data.count("\t") == len(rows) * (width - 1)
+        and data.count("\n") == len(rows)
+        and data.count("\x00") == sum(row.count(None) for row in rows)
+    )
+    if plain:
+        return data.replace("\x00", "\\N")
+    return "".join(
+        "\t".join(["\\N" if v is None else _escape_copy(str(v)) for v in row]) + "\n"
+        for row in rows
+    )
+
+
+def _escape_copy(value: str) -> str:
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
 
 
 def _pg_insert(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
