@@ -170,9 +170,8 @@ def test_duplicates_across_chunks_are_counted_once_and_sign_ups_are_not_duplicat
                     sa.text("DELETE FROM subscribers WHERE email_key = 'late@example.com'")
                 )
     assert store.subscribers.count() == 6  # old, late, a, b, c, d
-    names = dict(
-        store.engine.connect().execute(sa.text("SELECT email_key, name FROM subscribers")).all()
-    )
+    with store.engine.connect() as conn:
+        names = dict(conn.execute(sa.text("SELECT email_key, name FROM subscribers")).all())
     assert names["a@example.com"] == "A" and names["b@example.com"] == "B"
     assert names["late@example.com"] == "Late"  # the file's name: it updated the sign-up
 

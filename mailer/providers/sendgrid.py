@@ -74,9 +74,9 @@ def build_body(mailing: Mailing, group: Sequence[Recipient]) -> bytes:
             + _ENC(r.email)
             + (',"name":' + _ENC(name) if name else "")
             + '}],"headers":{'
-            + ",".join(_ENC(k) + ":" + _ENC(v) for k, v in headers.items())
+            + ",".join([_ENC(k) + ":" + _ENC(v) for k, v in headers.items()])
             + '},"substitutions":{'
-            + ",".join(k + _ENC((html_vals if html else text_vals)[f]) for k, f, html in keys)
+            + ",".join([k + _ENC((html_vals if html else text_vals)[f]) for k, f, html in keys])
             + args
             + str(r.key)
             + '"}}'
