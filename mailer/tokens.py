@@ -68,6 +68,12 @@ def resubscribe_signer(secret_key: str) -> TokenSigner:
     return TokenSigner(secret_key, "resubscribe")
 
 
+def issue_ref(slug: str) -> int:
+    """The number links carry for an issue: derived from the slug, so it is known (and
+    the same) before the first send, in a preview, and after it."""
+    return int.from_bytes(hashlib.sha256(slug.encode("utf-8")).digest()[:6], "big")
+
+
 def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref: int) -> str:
     return f"{base_url.rstrip('/')}/u/{signer.sign(r.key, r.nonce, issue_ref)}"
 

@@ -234,7 +234,7 @@ def test_report_counts_people_not_events(
         store.subscribers.add(e)
     issue = project / "issues" / "2026-11-20-weekly.md"
     assert run("send", str(issue), "--yes").exit_code == 0
-    from mailer.store.ledger import issue_ref
+    from mailer.tokens import issue_ref
 
     ref = issue_ref("2026-11-20-weekly")
     issue_id = store.ledger.find("2026-11-20-weekly")["id"]  # type: ignore[index]

@@ -13,7 +13,7 @@ from mailer.content.render import RenderedIssue
 from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.models import Outcome, Recipient
 from mailer.providers import make_provider
-from mailer.store.ledger import issue_ref
+from mailer.tokens import issue_ref
 
 
 @dataclass

@@ -11,7 +11,7 @@ from mailer.content.issue import load_issue
 from mailer.content.render import RenderedIssue, Renderer, write_build
 from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.models import Recipient
-from mailer.store.ledger import issue_ref
+from mailer.tokens import issue_ref
 
 # Who `mailer build` and `mailer preview` personalize for when no subscriber is named.
 SAMPLE = Recipient(key=0, email="reader@example.com", name="Reader")

@@ -10,7 +10,6 @@ recovery turns into `ambiguous`: listed, never resent unless asked (--retry-ambi
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import secrets
 import socket
@@ -34,6 +33,7 @@ from mailer.models import (
 )
 from mailer.store.schema import batches, issue_versions, issues, recipients, subscribers
 from mailer.store.subscribers import change_status, erased_tally, now
+from mailer.tokens import issue_ref
 
 LEASE = dt.timedelta(minutes=5)
 R = RecipientState
@@ -70,12 +70,6 @@ def _is_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def issue_ref(slug: str) -> int:
-    """The number links carry for an issue: derived from the slug, so it is known (and
-    the same) before the first send, in a preview, and after it."""
-    return int.from_bytes(hashlib.sha256(slug.encode("utf-8")).digest()[:6], "big")
 
 
 @dataclass(frozen=True)
