@@ -9,7 +9,6 @@ connections / RTT; with pipelining (RFC 2920) mailer should come near it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, SAMPLE, SHARED, child, free_port, measure, smtp_sink, wait_port
+from bench.common import (
+    DATA,
+    SAMPLE,
+    SHARED,
+    child,
+    floor_smtp,
+    free_port,
+    issue_html,
+    measure,
+    smtp_sink,
+    wait_port,
+)
 
 ISSUE = SAMPLE  # the real issue in ../shared/samples
 
@@ -109,31 +119,8 @@ def one(rtt_ms: int, connections: int, n: int) -> tuple[float, float]:
         wait_port(port)
         root = project(n)
         ours = measure("bench_latency.py", str(root), str(port), str(connections))
-        html = root / "build" / "issue.html"
-        html.parent.mkdir(exist_ok=True)
-        from mailer.config import load_settings
-        from mailer.content.issue import load_issue
-        from mailer.content.render import Renderer
-
-        html.write_text(Renderer(load_settings(root)).render(load_issue(ISSUE)).html.template)
-        floor = subprocess.run(
-            [
-                sys.executable,
-                str(SHARED / "floor_smtp.py"),
-                "--port",
-                str(port),
-                "--n",
-                str(n),
-                "--threads",
-                str(connections),
-                "--html",
-                str(html),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return float(ours["per_second"]), float(json.loads(floor.stdout)["per_second"])
+        floor = floor_smtp(port, n, connections, issue_html(root))
+        return float(ours["per_second"]), float(floor["per_second"])
     finally:
         for p in procs:
             p.terminate()

@@ -18,7 +18,9 @@ from bench.common import (
     SAMPLE,
     SHARED,
     child,
+    floor_smtp,
     free_port,
+    issue_html,
     measure,
     row,
     run,
@@ -126,17 +128,6 @@ def dkim_cost(n: int = 2000) -> list[str]:
     ]
 
 
-def issue_html(project: Path) -> Path:
-    """The real issue's rendered HTML, for floor_smtp.py --html and mailmerge."""
-    from mailer.config import load_settings
-    from mailer.content.issue import load_issue
-    from mailer.content.render import Renderer
-
-    path = project / "issue.html"
-    path.write_text(Renderer(load_settings(project)).render(load_issue(ISSUE)).html.template)
-    return path
-
-
 def sendgrid_rows(n_big: int) -> list[Row]:
     """Mailer and ../shared/bench/floor_sendgrid.py against one local SendGrid stand-in."""
     from tests.servers import SendGridServer
@@ -205,20 +196,7 @@ def smtp_rows(n: int = 10000, n_mailmerge: int = 2000) -> list[Row]:
         proj = make_project(n, f"smtp-{n}")
         html = issue_html(proj)
         m = measure("bench_send.py", "mailer", str(proj), "smtp", "127.0.0.1", str(port))
-        f = run(
-            [
-                sys.executable,
-                str(SHARED / "floor_smtp.py"),
-                "--port",
-                str(port),
-                "--n",
-                str(n),
-                "--threads",
-                "4",
-                "--html",
-                str(html),
-            ]
-        )
+        f = floor_smtp(port, n, 4, html)
         rows = [
             at_most(
                 f"SMTP, {n:,} messages of a real issue to smtp-sink, 4 connections",

@@ -77,6 +77,35 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     return result
 
 
+def issue_html(project: Path) -> Path:
+    """The real issue's rendered HTML in a project, for floor_smtp.py --html and mailmerge."""
+    from mailer.config import load_settings
+    from mailer.content.issue import load_issue
+    from mailer.content.render import Renderer
+
+    path = project / "issue.html"
+    path.write_text(Renderer(load_settings(project)).render(load_issue(SAMPLE)).html.template)
+    return path
+
+
+def floor_smtp(port: int, n: int, threads: int, html: Path) -> dict[str, Any]:
+    """../shared/bench/floor_smtp.py sending the same HTML n times over `threads` connections."""
+    return run(
+        [
+            sys.executable,
+            str(SHARED / "floor_smtp.py"),
+            "--port",
+            str(port),
+            "--n",
+            str(n),
+            "--threads",
+            str(threads),
+            "--html",
+            str(html),
+        ]
+    )
+
+
 def smtp_sink() -> str:
     """Postfix's smtp-sink: the C sink the shared floors are measured against."""
     found = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
