@@ -85,8 +85,6 @@ class IssueMailing:
         self.text = Compiled.of(snapshot.text)
         self.html_fields = frozenset(self.html.fields)
         self.text_fields = frozenset(self.text.fields)
-        # The same templates with CRLF line ends, normalized once: a message then needs no
-        # per-recipient pass over 30 KB to fix them (values never hold a line break).
         # A ledger send's nonce is stored with the issue, so a deliberate resend keeps a
         # recipient's Message-ID; an ad-hoc mail gets a fresh one every time.
         self.nonce = message_nonce or secrets.token_hex(8)
@@ -106,7 +104,8 @@ class IssueMailing:
             text_sample=snapshot.text,
             html_sample=snapshot.html,
         )
-        # Normalized to CRLF and encoded as far as the first placeholder, once per issue.
+        # The bodies normalized to CRLF and encoded as far as their first placeholder, once
+        # per issue: a message then costs its footer, not 30 KB (values hold no line break).
         self._html_body = EncodedBody(
             Compiled.of(crlf(snapshot.html)), self.factory.html_part.transfer_encoding
         )
