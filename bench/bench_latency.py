@@ -8,8 +8,6 @@ connections / RTT; with pipelining (RFC 2920) mailer should come near it.
 
 from __future__ import annotations
 
-import datetime as dt
-import shutil
 import subprocess
 import sys
 import time
@@ -19,51 +17,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DATA,
     SAMPLE,
     SHARED,
     child,
     floor_smtp,
     free_port,
     issue_html,
+    make_project,
     measure,
     smtp_sink,
     wait_port,
 )
 
 ISSUE = SAMPLE  # the real issue in ../shared/samples
-
-
-def project(n: int) -> Path:
-    from mailer.project import init_project
-    from mailer.store import open_url
-    from mailer.store.schema import subscribers
-
-    root = DATA / f"latency-{n}"
-    if root.exists():
-        shutil.rmtree(root)
-    init_project(root)
-    toml = root / "mailer.toml"
-    toml.write_text(toml.read_text().replace("http://127.0.0.1:8000", "https://news.example.com"))
-    now = dt.datetime.now(dt.UTC)
-    with open_url(f"sqlite:///{root / 'mailer.db'}") as store, store.engine.begin() as conn:
-        conn.execute(
-            subscribers.insert(),
-            [
-                {
-                    "email": f"user{i}@example{i % 7}.org",
-                    "email_key": f"user{i}@example{i % 7}.org",
-                    "name": "",
-                    "status": "active",
-                    "attributes": {},
-                    "created_at": now,
-                    "updated_at": now,
-                    "nonce": i + 1,
-                }
-                for i in range(n)
-            ],
-        )
-    return root
 
 
 def mailer_send(root: str, port: str, connections: str) -> dict[str, Any]:
@@ -117,7 +83,7 @@ def one(rtt_ms: int, connections: int, n: int) -> tuple[float, float]:
         )
     try:
         wait_port(port)
-        root = project(n)
+        root = make_project(n, f"latency-{n}")
         ours = measure("bench_latency.py", str(root), str(port), str(connections))
         floor = floor_smtp(port, n, connections, issue_html(root))
         return float(ours["per_second"]), float(floor["per_second"])
@@ -166,7 +132,7 @@ def sendgrid(n: int, delay_ms: int = 25) -> None:
         )
         try:
             wait_port(port)
-            root = project(n)
+            root = make_project(n, f"latency-{n}")
             sg.state.connections = 0
             r = measure("bench_latency.py", "sendgrid", str(root), f"http://127.0.0.1:{port}")
         finally:

@@ -3,7 +3,6 @@ each beside a floor that does only the unavoidable work."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -14,13 +13,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DATA,
     SAMPLE,
     SHARED,
     child,
     floor_smtp,
     free_port,
     issue_html,
+    make_project,
     measure,
     row,
     run,
@@ -31,42 +30,6 @@ from bench.table import Row, at_least, at_most
 
 ISSUE = SAMPLE  # the real issue in ../shared/samples
 KEY = "SG.test-key"  # the key ../shared/bench/floor_sendgrid.py sends
-
-
-def make_project(n: int, name: str) -> Path:
-    """A project whose SQLite list holds n active subscribers (inserted directly: fast)."""
-    from mailer.project import init_project
-    from mailer.store import open_url
-    from mailer.store.schema import subscribers
-
-    root = DATA / name
-    if root.exists():
-        import shutil
-
-        shutil.rmtree(root)
-    init_project(root)
-    toml = root / "mailer.toml"  # a list is only sent with an https base_url
-    toml.write_text(toml.read_text().replace("http://127.0.0.1:8000", "https://news.example.com"))
-    with open_url(f"sqlite:///{root / 'mailer.db'}") as store, store.engine.begin() as conn:
-        now = dt.datetime.now(dt.UTC)
-        for start in range(0, n, 10000):
-            conn.execute(
-                subscribers.insert(),
-                [
-                    {
-                        "email": f"user{i}@example{i % 500}.com",
-                        "email_key": f"user{i}@example{i % 500}.com",
-                        "name": f"Name {i}",
-                        "status": "active",
-                        "attributes": {},
-                        "created_at": now,
-                        "updated_at": now,
-                        "nonce": i + 1,
-                    }
-                    for i in range(start, min(n, start + 10000))
-                ],
-            )
-    return root
 
 
 def mailer_send(project: str, provider: str, host: str, port: str) -> dict[str, Any]:

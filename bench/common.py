@@ -77,6 +77,42 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     return result
 
 
+def make_project(n: int, name: str) -> Path:
+    """A project whose SQLite list holds n active subscribers (inserted directly: fast)."""
+    import datetime as dt
+
+    from mailer.project import init_project
+    from mailer.store import open_url
+    from mailer.store.schema import subscribers
+
+    root = DATA / name
+    if root.exists():
+        shutil.rmtree(root)
+    init_project(root)
+    toml = root / "mailer.toml"  # a list is only sent with an https base_url
+    toml.write_text(toml.read_text().replace("http://127.0.0.1:8000", "https://news.example.com"))
+    with open_url(f"sqlite:///{root / 'mailer.db'}") as store, store.engine.begin() as conn:
+        now = dt.datetime.now(dt.UTC)
+        for start in range(0, n, 10000):
+            conn.execute(
+                subscribers.insert(),
+                [
+                    {
+                        "email": f"user{i}@example{i % 500}.com",
+                        "email_key": f"user{i}@example{i % 500}.com",
+                        "name": f"Name {i}",
+                        "status": "active",
+                        "attributes": {},
+                        "created_at": now,
+                        "updated_at": now,
+                        "nonce": i + 1,
+                    }
+                    for i in range(start, min(n, start + 10000))
+                ],
+            )
+    return root
+
+
 def issue_html(project: Path) -> Path:
     """The real issue's rendered HTML in a project, for floor_smtp.py --html and mailmerge."""
     from mailer.config import load_settings

@@ -16,7 +16,6 @@ from mailer.content.render import RenderedIssue
 from mailer.delivery.dkim import signer_from
 from mailer.delivery.message import EncodedBody, MessageFactory, address, crlf, list_headers
 from mailer.models import Recipient, Snapshot
-from mailer.text import clean_text
 from mailer.tokens import (
     TokenSigner,
     unsubscribe_signer,
@@ -162,7 +161,7 @@ class IssueMailing:
         url = self.unsubscribe_url(r)
         html_values, text_values = both_values(url, r.email, r.name)
         data = self.factory.build(
-            address(clean_text(r.name), r.email),
+            address(text_values["name"], r.email),  # cleaned once, by both_values
             self.message_id(r),
             self.list_headers(url, r),
             self._html_body.fill(html_values),
