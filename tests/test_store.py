@@ -176,6 +176,32 @@ def test_duplicates_across_chunks_are_counted_once_and_sign_ups_are_not_duplicat
     assert names["late@example.com"] == "Late"  # the file's name: it updated the sign-up
 
 
+def test_a_sign_up_between_a_chunks_lookup_and_its_insert_is_kept_once(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the chunk is COPYed straight into the table; if someone signed up with
+    one of its addresses after the lookup, the COPY fails on the unique address and the
+    chunk goes in again, skipping that one. (SQLite holds the write lock from the lookup
+    on: nobody can sign up in between.)"""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock makes this race impossible")
+    import mailer.store.imports as imports
+
+    write(tmp_path / "a.csv", "email,name\na@example.com,A\nb@example.com,B\nc@example.com,C\n")
+    real = imports._insert
+
+    def sign_up_first(*args, **kw):  # type: ignore[no-untyped-def]
+        store.subscribers.add("b@example.com", "Signed up")  # its own connection, committed
+        return real(*args, **kw)
+
+    monkeypatch.setattr(imports, "_insert", sign_up_first)
+    r = import_csv(store.engine, tmp_path / "a.csv")
+    assert (r.added, r.unchanged, r.duplicates) == (2, 1, 0)
+    with store.engine.connect() as conn:
+        names = dict(conn.execute(sa.text("SELECT email_key, name FROM subscribers")).all())
+    assert names == {"a@example.com": "A", "b@example.com": "Signed up", "c@example.com": "C"}
+
+
 def test_a_failed_chunk_is_wholly_out(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -262,13 +262,17 @@ def import_csv(
     with engine.connect() as conn:
         # Keys seen earlier in this file live in a temporary table, not in memory, so a
         # ten-million-row file costs the same memory as a ten-row one.
-        for ddl in (
-            "CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (k VARCHAR(320) PRIMARY KEY)",
-            "CREATE TEMPORARY TABLE IF NOT EXISTS import_chunk "
-            "(k VARCHAR(320) PRIMARY KEY, h VARCHAR(64))",
-            "DELETE FROM import_seen",
-        ):
-            conn.execute(sa.text(ddl))
+        conn.execute(
+            sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (k VARCHAR(320) PRIMARY KEY)")
+        )
+        conn.execute(sa.text("DELETE FROM import_seen"))
+        if conn.dialect.name == "sqlite":  # PostgreSQL passes a chunk's keys as an array
+            conn.execute(
+                sa.text(
+                    "CREATE TEMPORARY TABLE IF NOT EXISTS import_chunk "
+                    "(k VARCHAR(320) PRIMARY KEY, h VARCHAR(64))"
+                )
+            )
         conn.commit()
         chunk: list[Row] = []
         stats = _Statistics(conn)
@@ -283,7 +287,8 @@ def import_csv(
             if chunk:
                 _apply(conn, chunk, report, run)
         conn.execute(sa.text("DROP TABLE import_seen"))
-        conn.execute(sa.text("DROP TABLE import_chunk"))
+        if conn.dialect.name == "sqlite":
+            conn.execute(sa.text("DROP TABLE import_chunk"))
         conn.commit()
     if report.rows == 0:
         raise InputError(f"{path}: no rows under the header; nothing to import")
@@ -367,59 +372,16 @@ def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Ru
             report.duplicate(row.line, row.email)
         else:
             unique[row.key] = row
-    # The chunk's keys go into a temporary table and every lookup is a join against it:
-    # statements of one fixed shape, where IN lists of varying length would each be
-    # compiled and cached anew (hundreds of MB of prepared statements over a big file).
-    conn.execute(sa.text("DELETE FROM import_chunk"))
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     # The erasure fingerprint (a SHA-256 per row) only where someone was ever erased.
     hashes = not allow_erased and _any_erased(conn)
     keys = [(k, addresses.erasure_hash(r.email) if hashes else None) for k, r in unique.items()]
-    if conn.dialect.name == "postgresql":
-        _copy(conn, "import_chunk", ("k", "h"), keys)
-
-    else:
-        conn.exec_driver_sql(  # plain tuples to the driver: no per-row SQLAlchemy processing
-            f"INSERT INTO import_chunk (k, h) VALUES ({mark}, {mark})", keys
-        )
-    # The chunk (a few thousand rows) drives every join: without statistics SQLite's
-    # planner would scan the growing table for each chunk instead (a million-row import
-    # then takes quadratic time). CROSS JOIN is how SQLite is told the order.
-    join = "CROSS JOIN" if conn.dialect.name == "sqlite" else "JOIN"
-    seen_before = (
-        conn.execute(sa.text(f"SELECT c.k FROM import_chunk c {join} import_seen s ON s.k = c.k"))
-        .scalars()
-        .all()
-    )
-    for key in seen_before:
+    lookup = _Lookup.of(conn, keys)
+    for key in lookup.keys("import_seen", "k"):
         report.duplicate(unique[key].line, unique.pop(key).email)
     if dry_run:  # nothing is added, so every key is remembered here
-        conn.execute(
-            sa.text(
-                "INSERT INTO import_seen (k) SELECT c.k FROM import_chunk c "
-                "WHERE NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.k = c.k)"
-            )
-        )
+        lookup.remember_new()
     existing: dict[str, Any] = {}
-    for r in conn.execute(
-        sa.text(
-            "SELECT s.id, s.email_key, s.name, s.status, s.attributes, "
-            "CASE WHEN s.id > :last AND s.created_at = :at THEN 1 ELSE 0 END AS ours "
-            f"FROM import_chunk c {join} subscribers s ON s.email_key = c.k"
-        )
-        .bindparams(
-            sa.bindparam("last", run.last_id, type_=sa.Integer),
-            sa.bindparam("at", run.at, type_=subscribers.c.created_at.type),
-        )
-        .columns(
-            subscribers.c.id,
-            subscribers.c.email_key,
-            subscribers.c.name,
-            subscribers.c.status,
-            subscribers.c.attributes,
-            sa.column("ours", sa.Integer),
-        )
-    ):
+    for r in lookup.subscribers(run):
         if r.email_key not in unique:  # a duplicate already (seen_before)
             continue
         if r.ours:  # added by an earlier chunk of this file
@@ -427,16 +389,11 @@ def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Ru
         else:
             existing[r.email_key] = r
     if existing and not dry_run:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         conn.exec_driver_sql(
             f"INSERT INTO import_seen (k) VALUES ({mark})", [(k,) for k in existing]
         )
-    erased: set[str] = set()
-    if hashes:
-        erased = set(
-            conn.execute(
-                sa.text(f"SELECT c.k FROM import_chunk c {join} erasures e ON e.email_hash = c.h")
-            ).scalars()
-        )
+    erased = set(lookup.keys("erasures", "email_hash", by_hash=True)) if hashes else set()
     at = run.at
     inserts: list[Row] = []
     updates: list[dict[str, Any]] = []
@@ -492,6 +449,133 @@ def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Ru
     for sid, new_status in suppress:
         change_status(conn, sid, new_status, Actor.IMPORT, source)
     conn.commit()
+
+
+_SUBSCRIBER_COLUMNS = (
+    subscribers.c.id,
+    subscribers.c.email_key,
+    subscribers.c.name,
+    subscribers.c.status,
+    subscribers.c.attributes,
+    sa.column("ours", sa.Integer),
+)
+
+
+class _Lookup:
+    """The chunk's keys against the tables that decide each row's fate.
+
+    SQLite: the keys go into a temporary table and every lookup is a join against it,
+    statements of one fixed shape (IN lists of varying length would each be compiled and
+    cached anew: hundreds of MB of prepared statements over a big file). The chunk (a few
+    thousand rows) drives every join: without statistics SQLite's planner would scan the
+    growing table for each chunk instead; CROSS JOIN is how SQLite is told the order.
+    """
+
+    def __init__(self, conn: sa.Connection, keys: list[tuple[str, str | None]]) -> None:
+        self.conn = conn
+        conn.execute(sa.text("DELETE FROM import_chunk"))
+        conn.exec_driver_sql("INSERT INTO import_chunk (k, h) VALUES (?, ?)", keys)
+
+    @staticmethod
+    def of(conn: sa.Connection, keys: list[tuple[str, str | None]]) -> _Lookup:
+        if conn.dialect.name == "postgresql":
+            return _PgLookup(conn, keys)
+        return _Lookup(conn, keys)
+
+    def keys(self, table: str, column: str, by_hash: bool = False) -> list[str]:
+        """The chunk's keys that `table.column` holds (matched by erasure hash if asked)."""
+        on = "h" if by_hash else "k"
+        return list(
+            self.conn.execute(
+                sa.text(
+                    f"SELECT c.k FROM import_chunk c CROSS JOIN {table} t ON t.{column} = c.{on}"
+                )
+            ).scalars()
+        )
+
+    def remember_new(self) -> None:
+        self.conn.execute(
+            sa.text(
+                "INSERT INTO import_seen (k) SELECT c.k FROM import_chunk c "
+                "WHERE NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.k = c.k)"
+            )
+        )
+
+    def subscribers(self, run: _Run) -> sa.Result[Any]:
+        return self._subscribers(
+            "FROM import_chunk c CROSS JOIN subscribers s ON s.email_key = c.k", {}, run
+        )
+
+    def _subscribers(self, source: str, params: dict[str, Any], run: _Run) -> sa.Result[Any]:
+        return self.conn.execute(
+            sa.text(
+                "SELECT s.id, s.email_key, s.name, s.status, s.attributes, "
+                f"CASE WHEN s.id > :last AND s.created_at = :at THEN 1 ELSE 0 END AS ours {source}"
+            )
+            .bindparams(
+                sa.bindparam("last", run.last_id, type_=sa.Integer),
+                sa.bindparam("at", run.at, type_=subscribers.c.created_at.type),
+            )
+            .columns(*_SUBSCRIBER_COLUMNS),
+            params,
+        )
+
+
+class _PgLookup(_Lookup):
+    """PostgreSQL: the chunk's keys travel as one array literal (COPYing them into an
+    indexed temporary table first cost more than the lookups), and each key is an index
+    probe. The LIMIT 1 keeps the planner from turning the probes into a hash join over the
+    whole table: it does that for a large array, and at a million subscribers that scan
+    was 40 % of an import (the address and hash columns are unique anyway)."""
+
+    def __init__(self, conn: sa.Connection, keys: list[tuple[str, str | None]]) -> None:
+        self.conn = conn
+        self.pairs = keys
+        self.k = _pg_array([k for k, _ in keys])
+        self.h = _pg_array([h for _, h in keys if h is not None])
+
+    def _probe(self, by_hash: bool = False) -> str:
+        return (
+            "unnest(CAST(:h AS TEXT[])) AS c(h)"
+            if by_hash
+            else "unnest(CAST(:k AS TEXT[])) AS c(k)"
+        )
+
+    def keys(self, table: str, column: str, by_hash: bool = False) -> list[str]:
+        on = "h" if by_hash else "k"
+        found = (
+            f"SELECT t.{column} FROM {self._probe(by_hash)} CROSS JOIN LATERAL "
+            f"(SELECT {column} FROM {table} WHERE {column} = c.{on} LIMIT 1) t"
+        )
+        hits = self.conn.execute(sa.text(found), {on: self.h if by_hash else self.k}).scalars()
+        if not by_hash:
+            return list(hits)
+        erased = set(hits)
+        return [k for k, h in self.pairs if h in erased]
+
+    def remember_new(self) -> None:
+        self.conn.execute(
+            sa.text(
+                f"INSERT INTO import_seen (k) SELECT c.k FROM {self._probe()} "
+                "ON CONFLICT (k) DO NOTHING"
+            ),
+            {"k": self.k},
+        )
+
+    def subscribers(self, run: _Run) -> sa.Result[Any]:
+        return self._subscribers(
+            f"FROM {self._probe()} CROSS JOIN LATERAL (SELECT * FROM subscribers "
+            "WHERE email_key = c.k LIMIT 1) s",
+            {"k": self.k},
+            run,
+        )
+
+
+def _pg_array(values: list[str]) -> str:
+    """A PostgreSQL array literal of text: every element quoted, quotes and backslashes
+    escaped (so NULL, commas, braces and spaces stay text)."""
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(quoted) + "}"
 
 
 _COLUMNS = (
@@ -596,8 +680,24 @@ def _escape_copy(value: str) -> str:
 
 
 def _pg_insert(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
-    """New subscribers on PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT
-    that skips addresses another import or a sign-up added a moment ago."""
+    """New subscribers on PostgreSQL: COPY straight into the table, which is what the
+    lookup just found room for. Another import or a sign-up may have added one of the
+    addresses a moment ago: then the COPY fails on the unique address, is rolled back to
+    its savepoint, and the chunk goes through a temporary table and INSERT ... ON CONFLICT
+    DO NOTHING, which skips those (twice the server's work, so only when needed)."""
+    import psycopg.errors
+
+    savepoint = conn.begin_nested()
+    try:
+        _copy(conn, "subscribers", _COLUMNS, rows)
+    except psycopg.errors.UniqueViolation:
+        savepoint.rollback()
+        return _pg_insert_skipping(conn, rows)
+    savepoint.commit()
+    return len(rows)
+
+
+def _pg_insert_skipping(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE IF NOT EXISTS import_new (email VARCHAR(320), "
         "email_key VARCHAR(320), name VARCHAR(200), status VARCHAR(16), attributes JSON, "
