@@ -163,6 +163,11 @@ class Outcome:
     ambiguous: dict[int, str] = field(default_factory=dict)  # may have gone out
 
 
+# The per-recipient placeholder fields, in the order Mailing.fields gives their values.
+FIELDS = ("unsubscribe_url", "email", "name")
+ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058's List-Unsubscribe-Post value
+
+
 class Mailing(Protocol):
     """Everything a provider needs to send one issue (or one ad-hoc mail), flat.
 
@@ -186,13 +191,17 @@ class Mailing(Protocol):
 
     def text_template(self, keys: Mapping[str, str]) -> str: ...
 
-    def values(self, r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
-        """(HTML-escaped, plain) placeholder values for one recipient; the plain ones hold
-        the recipient's unsubscribe URL under "unsubscribe_url"."""
+    def fields(self, r: Recipient) -> tuple[str, str, str]:
+        """One recipient's placeholder values in FIELDS order (unsubscribe URL, address,
+        name), as plain text: the name cleaned to one line, nothing HTML-escaped."""
         ...
 
     def list_headers(self, unsubscribe_url: str, r: Recipient | None = None) -> dict[str, str]:
         """List-Unsubscribe and List-Unsubscribe-Post, made in one place for every provider."""
+        ...
+
+    def list_unsubscribe(self, unsubscribe_url: str, r: Recipient) -> str:
+        """The List-Unsubscribe value alone (List-Unsubscribe-Post is the same for all)."""
         ...
 
     def message_id(self, r: Recipient) -> str: ...

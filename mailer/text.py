@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 # C0/C1 controls, DEL, and the Unicode line and paragraph separators.
@@ -10,7 +11,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 def clean_text(value: str) -> str:
     """One line of text, control characters (CR, LF, NUL, ESC, NEL...) folded to a space."""
+    if value.isprintable():  # no Cc, Zl or Zp character: nothing for the pattern to fold
+        return value.strip()
     return _CONTROL.sub(" ", value).strip()
+
+
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
+
+
+def escape_html(value: str) -> str:
+    """html.escape(value, quote=True); most values need none, and finding that out is
+    cheaper than escaping."""
+    return html.escape(value, quote=True) if _HTML_SPECIAL.search(value) else value
 
 
 # What a terminal would act on rather than show: C0/C1 controls (ESC starts OSC and CSI

@@ -26,16 +26,25 @@ class TokenSigner:
     def __init__(self, secret_key: str, namespace: str) -> None:
         self._signer = Signer(secret_key, salt=f"mailer.{namespace}", digest_method=hashlib.sha256)
 
-        # Signing is per recipient: derive the key once and copy a keyed HMAC, instead of
-        # itsdangerous deriving it again for every one of a million links. Same bytes.
-        self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha256)
+        # Signing is per recipient (a million links per million sent): the key is derived
+        # once and HMAC's two keyed SHA-256 states (RFC 2104) are kept and copied, half
+        # the cost of copying an hmac object. Same bytes as itsdangerous.
+        key = self._signer.derive_key()
+        block = hashlib.sha256().block_size
+        if len(key) > block:  # RFC 2104: a key longer than a block is hashed first
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def sign(self, *ids: int) -> str:
-        payload = b".".join(b"%x" % i for i in ids)
-        mac = self._mac.copy()
-        mac.update(payload)
+        payload = b".".join([b"%x" % i for i in ids])
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
         # itsdangerous's encoding: URL-safe base64 without padding
-        return (payload + b"." + urlsafe_b64encode(mac.digest()).rstrip(b"=")).decode("ascii")
+        return (payload + b"." + urlsafe_b64encode(outer.digest()).rstrip(b"=")).decode("ascii")
 
     def unsign(self, token: str, count: int) -> tuple[int, ...] | None:
         """The ids inside a valid token, or None for anything forged, altered or malformed."""
@@ -74,8 +83,13 @@ def issue_ref(slug: str) -> int:
     return int.from_bytes(hashlib.sha256(slug.encode("utf-8")).digest()[:6], "big")
 
 
+def unsubscribe_prefix(base_url: str) -> str:
+    """Every unsubscribe link is this followed by its token."""
+    return f"{base_url.rstrip('/')}/u/"
+
+
 def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref: int) -> str:
-    return f"{base_url.rstrip('/')}/u/{signer.sign(r.key, r.nonce, issue_ref)}"
+    return unsubscribe_prefix(base_url) + signer.sign(r.key, r.nonce, issue_ref)
 
 
 # -- VERP: the envelope sender of each message names its recipient and issue -------------

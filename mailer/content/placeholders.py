@@ -7,15 +7,14 @@ string join. Values are escaped for the part they land in (HTML or text), so a n
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mailer.text import clean_text
+from mailer.models import FIELDS
+from mailer.text import clean_text, escape_html
 
 # Letters, digits and underscores only: MJML, premailer and lxml leave them untouched.
-FIELDS = ("unsubscribe_url", "email", "name")
 TOKENS = {f: f"__MAILER_{f.upper()}__" for f in FIELDS}
 _SPLIT = re.compile("(" + "|".join(re.escape(t) for t in TOKENS.values()) + ")")
 _FIELD_OF = {t: f for f, t in TOKENS.items()}
@@ -56,15 +55,7 @@ def both_values(
     """
     name = clean_text(name) if name else ""
     text = {"unsubscribe_url": unsubscribe_url, "email": email, "name": name}
-    return {k: _escape(v) for k, v in text.items()}, text
-
-
-_SPECIAL = re.compile(r"[&<>\"']")
-
-
-def _escape(value: str) -> str:
-    # Most values need no escaping; finding that out is cheaper than escaping.
-    return html.escape(value, quote=True) if _SPECIAL.search(value) else value
+    return {k: escape_html(v) for k, v in text.items()}, text
 
 
 _RESERVED = re.compile(r"__MAILER_[A-Z_]+__")  # placeholders and provider substitution keys

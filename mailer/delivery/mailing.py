@@ -14,12 +14,20 @@ from mailer.config import Settings
 from mailer.content.placeholders import Compiled, both_values
 from mailer.content.render import RenderedIssue
 from mailer.delivery.dkim import signer_from
-from mailer.delivery.message import EncodedBody, MessageFactory, address, crlf, list_headers
+from mailer.delivery.message import (
+    EncodedBody,
+    MessageFactory,
+    address,
+    crlf,
+    list_headers,
+    list_unsubscribe,
+)
 from mailer.models import Recipient, Snapshot
+from mailer.text import clean_text
 from mailer.tokens import (
     TokenSigner,
+    unsubscribe_prefix,
     unsubscribe_signer,
-    unsubscribe_url,
     verp_address,
     verp_token,
 )
@@ -88,6 +96,7 @@ class IssueMailing:
         # recipient's Message-ID; an ad-hoc mail gets a fresh one every time.
         self.nonce = message_nonce or secrets.token_hex(8)
         self.base_url = settings.base_url or "https://example.invalid"
+        self.unsubscribe_prefix = unsubscribe_prefix(self.base_url)
         self.signer: TokenSigner = unsubscribe_signer(settings.secret_key or PREVIEW_SECRET)
         self.secret_key = settings.secret_key or PREVIEW_SECRET
         self.bounce_address = settings.bounce_address
@@ -119,13 +128,16 @@ class IssueMailing:
         return self.text.fill(keys)
 
     def unsubscribe_url(self, r: Recipient) -> str:
-        return unsubscribe_url(self.base_url, self.signer, r, self.ref)
+        return self.unsubscribe_prefix + self.signer.sign(r.key, r.nonce, self.ref)
 
-    def values(self, r: Recipient) -> tuple[dict[str, str], dict[str, str]]:
-        return both_values(self.unsubscribe_url(r), r.email, r.name)
+    def fields(self, r: Recipient) -> tuple[str, str, str]:
+        return self.unsubscribe_url(r), r.email, clean_text(r.name) if r.name else ""
 
     def list_headers(self, unsubscribe_url: str, r: Recipient | None = None) -> dict[str, str]:
         return list_headers(unsubscribe_url, self.unsubscribe_mailto(r) if r else "")
+
+    def list_unsubscribe(self, unsubscribe_url: str, r: Recipient) -> str:
+        return list_unsubscribe(unsubscribe_url, self.unsubscribe_mailto(r))
 
     def unsubscribe_mailto(self, r: Recipient) -> str:
         """bounces+u.TOKEN@domain: a mail to it unsubscribes r (read by bounces fetch)."""

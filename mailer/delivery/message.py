@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from mailer.content.placeholders import Compiled
+from mailer.models import ONE_CLICK
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,19 @@ def header_line(name: str, value: str) -> bytes:
 
 
 def list_headers(unsubscribe_url: str, mailto: str = "") -> dict[str, str]:
-    """RFC 2369 / RFC 8058 headers every message carries, whichever provider sends it.
-    The mailto: alternative is offered only where mailer reads that mailbox."""
-    links = f"<{unsubscribe_url}>" + (f", <mailto:{mailto}?subject=unsubscribe>" if mailto else "")
-    return {"List-Unsubscribe": links, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    """RFC 2369 / RFC 8058 headers every message carries, whichever provider sends it."""
+    return {
+        "List-Unsubscribe": list_unsubscribe(unsubscribe_url, mailto),
+        "List-Unsubscribe-Post": ONE_CLICK,
+    }
+
+
+def list_unsubscribe(unsubscribe_url: str, mailto: str = "") -> str:
+    """The List-Unsubscribe value. The mailto: alternative is offered only where mailer
+    reads that mailbox."""
+    if mailto:
+        return f"<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe>"
+    return f"<{unsubscribe_url}>"
 
 
 def address(name: str, addr: str) -> str:
