@@ -18,7 +18,7 @@ _PLAIN = re.compile(
     r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})\Z"
 )
-_SPECIAL = tuple(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL = frozenset(SPECIAL_USE_DOMAIN_NAMES)
 
 
 class InvalidAddress(ValueError):
@@ -29,11 +29,12 @@ def normalize(raw: str) -> str:
     """The normal form of an address, or InvalidAddress with a reason a person can act on."""
     candidate = raw.strip()
     m = _PLAIN.match(candidate)
-    if m and len(candidate) <= 254 and candidate.index("@") <= 64:
+    if m is not None and len(candidate) <= 254:
+        at = m.start(1)  # just after the @
         domain = m.group(1).lower()
         # Every special-use name is a single label, so the last label is all to check.
-        if domain.rsplit(".", 1)[-1] not in _SPECIAL:
-            return candidate[: candidate.index("@") + 1] + domain
+        if at <= 65 and domain[domain.rfind(".") + 1 :] not in _SPECIAL:
+            return candidate[:at] + domain
     try:
         v = validate_email(
             candidate,

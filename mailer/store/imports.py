@@ -158,10 +158,22 @@ def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
                 report.reject(start, f"unreadable CSV ({e})")
                 continue
             line = reader.line_num
-            if not "".join(values).strip():
-                continue  # blank line (one C call: a generator here cost 6 % of an import)
+            # One join answers three questions in C: a blank line? a field that may be too
+            # big? a spreadsheet-neutralizing quote to undo? (Per-field passes for each
+            # were a tenth of an import.)
+            joined = "".join(values)
+            if not joined.strip():
+                continue
             report.rows += 1
-            row = _row(values, start, header, email_at, name_at, status_at, extra, report)
+            if len(values) > len(header):
+                report.reject(start, f"{len(values)} fields but the header has {len(header)}")
+                continue
+            if len(joined) > FIELD_MAX and max(map(len, values)) > FIELD_MAX:
+                report.reject(start, f"a field is over {FIELD_MAX >> 20} MiB")
+                continue
+            if "'" in joined:
+                values = [unneutralize(v) if v.startswith("'") else v for v in values]
+            row = _row(values, start, email_at, name_at, status_at, extra, report)
             if row is not None:
                 yield row
 
@@ -187,21 +199,12 @@ def _header(reader: Any, path: Path) -> list[str]:
 def _row(
     values: list[str],
     line: int,
-    header: list[str],
     email_at: int,
     name_at: int | None,
     status_at: int | None,
     extra: list[tuple[int, str]],
     report: ImportReport,
 ) -> Row | None:
-    if len(values) > len(header):
-        report.reject(line, f"{len(values)} fields but the header has {len(header)}")
-        return None
-    if max(map(len, values), default=0) > FIELD_MAX:
-        report.reject(line, f"a field is over {FIELD_MAX >> 20} MiB")
-        return None
-    if "'" in "".join(values):  # rare: skip the per-field pass for every other line
-        values = [unneutralize(v) if v.startswith("'") else v for v in values]
     raw = values[email_at] if email_at < len(values) else ""
     if not raw.strip():
         report.reject(line, "no email address")
@@ -266,13 +269,6 @@ def import_csv(
             sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS import_seen (k VARCHAR(320) PRIMARY KEY)")
         )
         conn.execute(sa.text("DELETE FROM import_seen"))
-        if conn.dialect.name == "sqlite":  # PostgreSQL passes a chunk's keys as an array
-            conn.execute(
-                sa.text(
-                    "CREATE TEMPORARY TABLE IF NOT EXISTS import_chunk "
-                    "(k VARCHAR(320) PRIMARY KEY, h VARCHAR(64))"
-                )
-            )
         conn.commit()
         chunk: list[Row] = []
         stats = _Statistics(conn)
@@ -287,8 +283,6 @@ def import_csv(
             if chunk:
                 _apply(conn, chunk, report, run)
         conn.execute(sa.text("DROP TABLE import_seen"))
-        if conn.dialect.name == "sqlite":
-            conn.execute(sa.text("DROP TABLE import_chunk"))
         conn.commit()
     if report.rows == 0:
         raise InputError(f"{path}: no rows under the header; nothing to import")
@@ -375,7 +369,7 @@ def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Ru
     # The erasure fingerprint (a SHA-256 per row) only where someone was ever erased.
     hashes = not allow_erased and _any_erased(conn)
     keys = [(k, addresses.erasure_hash(r.email) if hashes else None) for k, r in unique.items()]
-    lookup = _Lookup.of(conn, keys)
+    lookup = _Lookup(conn, keys)
     for key in lookup.keys("import_seen", "k"):
         report.duplicate(unique[key].line, unique.pop(key).email)
     if dry_run:  # nothing is added, so every key is remembered here
@@ -464,90 +458,44 @@ _SUBSCRIBER_COLUMNS = (
 class _Lookup:
     """The chunk's keys against the tables that decide each row's fate.
 
-    SQLite: the keys go into a temporary table and every lookup is a join against it,
-    statements of one fixed shape (IN lists of varying length would each be compiled and
-    cached anew: hundreds of MB of prepared statements over a big file). The chunk (a few
-    thousand rows) drives every join: without statistics SQLite's planner would scan the
-    growing table for each chunk instead; CROSS JOIN is how SQLite is told the order.
+    The keys travel as one parameter, a JSON array on SQLite (read by json_each) and an
+    array literal on PostgreSQL, and each key is one index probe: the chunk (a few thousand
+    keys) drives every join. Writing them into an indexed temporary table first cost more
+    than the lookups. Each planner is told the order: SQLite's CROSS JOIN, and on
+    PostgreSQL a LATERAL subquery with LIMIT 1 (the addresses and hashes are unique
+    anyway), without which it hash-joins the whole table for a large array: at a million
+    subscribers that scan was 40 % of an import.
     """
 
     def __init__(self, conn: sa.Connection, keys: list[tuple[str, str | None]]) -> None:
         self.conn = conn
-        conn.execute(sa.text("DELETE FROM import_chunk"))
-        conn.exec_driver_sql("INSERT INTO import_chunk (k, h) VALUES (?, ?)", keys)
+        self.pairs = keys
+        self.pg = conn.dialect.name == "postgresql"
+        encode = _pg_array if self.pg else json.dumps
+        # In order: consecutive probes then walk the index instead of jumping about it
+        # (SQLite: a sixth of the import).
+        self.k = encode(sorted([k for k, _ in keys]))
+        self.h = encode(sorted([h for _, h in keys if h is not None]))
 
-    @staticmethod
-    def of(conn: sa.Connection, keys: list[tuple[str, str | None]]) -> _Lookup:
-        if conn.dialect.name == "postgresql":
-            return _PgLookup(conn, keys)
-        return _Lookup(conn, keys)
+    def _source(self, param: str) -> str:
+        if self.pg:
+            return f"unnest(CAST(:{param} AS TEXT[])) AS c(value)"
+        return f"json_each(:{param}) AS c"
+
+    def _probe(self, param: str, table: str, column: str) -> str:
+        """FROM the chunk's values, each with the row of `table` whose `column` equals it."""
+        if self.pg:
+            return (
+                f"FROM {self._source(param)} CROSS JOIN LATERAL "
+                f"(SELECT * FROM {table} WHERE {column} = c.value LIMIT 1) t"
+            )
+        return f"FROM {self._source(param)} CROSS JOIN {table} t ON t.{column} = c.value"
 
     def keys(self, table: str, column: str, by_hash: bool = False) -> list[str]:
         """The chunk's keys that `table.column` holds (matched by erasure hash if asked)."""
-        on = "h" if by_hash else "k"
-        return list(
-            self.conn.execute(
-                sa.text(
-                    f"SELECT c.k FROM import_chunk c CROSS JOIN {table} t ON t.{column} = c.{on}"
-                )
-            ).scalars()
-        )
-
-    def remember_new(self) -> None:
-        self.conn.execute(
-            sa.text(
-                "INSERT INTO import_seen (k) SELECT c.k FROM import_chunk c "
-                "WHERE NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.k = c.k)"
-            )
-        )
-
-    def subscribers(self, run: _Run) -> sa.Result[Any]:
-        return self._subscribers(
-            "FROM import_chunk c CROSS JOIN subscribers s ON s.email_key = c.k", {}, run
-        )
-
-    def _subscribers(self, source: str, params: dict[str, Any], run: _Run) -> sa.Result[Any]:
-        return self.conn.execute(
-            sa.text(
-                "SELECT s.id, s.email_key, s.name, s.status, s.attributes, "
-                f"CASE WHEN s.id > :last AND s.created_at = :at THEN 1 ELSE 0 END AS ours {source}"
-            )
-            .bindparams(
-                sa.bindparam("last", run.last_id, type_=sa.Integer),
-                sa.bindparam("at", run.at, type_=subscribers.c.created_at.type),
-            )
-            .columns(*_SUBSCRIBER_COLUMNS),
-            params,
-        )
-
-
-class _PgLookup(_Lookup):
-    """PostgreSQL: the chunk's keys travel as one array literal (COPYing them into an
-    indexed temporary table first cost more than the lookups), and each key is an index
-    probe. The LIMIT 1 keeps the planner from turning the probes into a hash join over the
-    whole table: it does that for a large array, and at a million subscribers that scan
-    was 40 % of an import (the address and hash columns are unique anyway)."""
-
-    def __init__(self, conn: sa.Connection, keys: list[tuple[str, str | None]]) -> None:
-        self.conn = conn
-        self.pairs = keys
-        self.k = _pg_array([k for k, _ in keys])
-        self.h = _pg_array([h for _, h in keys if h is not None])
-
-    def _probe(self, by_hash: bool = False) -> str:
-        return (
-            "unnest(CAST(:h AS TEXT[])) AS c(h)"
-            if by_hash
-            else "unnest(CAST(:k AS TEXT[])) AS c(k)"
-        )
-
-    def keys(self, table: str, column: str, by_hash: bool = False) -> list[str]:
-        on = "h" if by_hash else "k"
-        found = (
-            f"SELECT t.{column} FROM {self._probe(by_hash)} CROSS JOIN LATERAL "
-            f"(SELECT {column} FROM {table} WHERE {column} = c.{on} LIMIT 1) t"
-        )
-        hits = self.conn.execute(sa.text(found), {on: self.h if by_hash else self.k}).scalars()
+        param = "h" if by_hash else "k"
+        found = sa.text(f"SELECT c.value {self._probe(param, table, column)}")
+        hits = self.conn.execute(found, {param: self.h if by_hash else self.k}).scalars()
         if not by_hash:
             return list(hits)
         erased = set(hits)
@@ -556,18 +504,25 @@ class _PgLookup(_Lookup):
     def remember_new(self) -> None:
         self.conn.execute(
             sa.text(
-                f"INSERT INTO import_seen (k) SELECT c.k FROM {self._probe()} "
-                "ON CONFLICT (k) DO NOTHING"
+                f"INSERT INTO import_seen (k) SELECT c.value FROM {self._source('k')} "
+                "WHERE NOT EXISTS (SELECT 1 FROM import_seen s WHERE s.k = c.value)"
             ),
             {"k": self.k},
         )
 
     def subscribers(self, run: _Run) -> sa.Result[Any]:
-        return self._subscribers(
-            f"FROM {self._probe()} CROSS JOIN LATERAL (SELECT * FROM subscribers "
-            "WHERE email_key = c.k LIMIT 1) s",
+        return self.conn.execute(
+            sa.text(
+                "SELECT t.id, t.email_key, t.name, t.status, t.attributes, "
+                "CASE WHEN t.id > :last AND t.created_at = :at THEN 1 ELSE 0 END AS ours "
+                + self._probe("k", "subscribers", "email_key")
+            )
+            .bindparams(
+                sa.bindparam("last", run.last_id, type_=sa.Integer),
+                sa.bindparam("at", run.at, type_=subscribers.c.created_at.type),
+            )
+            .columns(*_SUBSCRIBER_COLUMNS),
             {"k": self.k},
-            run,
         )
 
 
