@@ -455,3 +455,15 @@ def test_copy_text_is_copy_format_whatever_the_values(rows: list[tuple[object, o
 
     expected = "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
     assert copy_text(list(rows), 2) == expected
+
+
+def test_a_chunks_keys_arrive_as_they_were_on_both_databases(store: Store) -> None:
+    """The lookups pass a chunk's keys as one parameter (JSON on SQLite, an array literal on
+    PostgreSQL): whatever a key holds, the database reads back the very same strings."""
+    from mailer.store.imports import _Lookup
+
+    keys = ['a"b@x.org', "c\\d@x.org", "e,f@x.org", " g@x.org", "NULL", "{h}", "ü@x.org", "é"]
+    with store.engine.connect() as conn:
+        lookup = _Lookup(conn, [(k, None) for k in keys])
+        got = conn.execute(sa.text(f"SELECT c.value FROM {lookup._source('k')}"), {"k": lookup.k})
+        assert sorted(got.scalars()) == sorted(keys)
