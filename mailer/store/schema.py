@@ -27,7 +27,7 @@ subscribers = sa.Table(
     sa.Column("nonce", sa.BigInteger, nullable=False),
     # The one live double opt-in request, if any: consumed by its confirmation.
     sa.Column("confirm_nonce", sa.BigInteger),
-    sa.Index("ix_subscribers_status_id", "status", "id"),
+    # No index on status: see migration 0004.
     sqlite_autoincrement=True,  # ids are never reused, on SQLite as on PostgreSQL
 )
 
