@@ -8,6 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.conftest import Cli, write
 from tests.scripted_smtp import ScriptedSmtp
@@ -143,3 +146,15 @@ def test_a_reply_lost_after_the_final_dot_is_ambiguous_for_that_message_only(
     assert (status["sent"], status["ambiguous"], status["pending"]) == (N - 1, 1, 0)
     assert Counter(server.delivered()) == Counter(p for p in PEOPLE if p != third)
     assert [r.rcpt for r in server.received].count(third) == 1  # received once, unanswered
+
+
+@hsettings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40))
+def test_envelope_addresses_are_quoted_as_smtplib_quotes_them(addr: str) -> None:
+    """MAIL FROM and RCPT TO skip smtplib's address parse for a bare address; for any
+    printable ASCII string the result is what smtplib.quoteaddr gives."""
+    import smtplib
+
+    from mailer.providers.smtp import _angle
+
+    assert _angle(addr) == smtplib.quoteaddr(addr)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import email.policy
 import email.utils
+import functools
 import hashlib
 import time
 from collections.abc import Mapping
@@ -125,6 +126,17 @@ def list_unsubscribe(unsubscribe_url: str, mailto: str = "") -> str:
     return f"<{unsubscribe_url}>"
 
 
+@functools.lru_cache(maxsize=4)
+def _date_of_second(second: int) -> bytes:
+    # +0000, not -0000: the zone is known (RFC 5322 3.3)
+    return email.utils.formatdate(second, usegmt=False).replace("-0000", "+0000").encode()
+
+
+def _date(when: float) -> bytes:
+    """The Date header's value; made once a second, not once a message."""
+    return _date_of_second(int(when))
+
+
 def address(name: str, addr: str) -> str:
     """Name <addr>, the name quoted or RFC 2047-encoded as it needs; ASCII out."""
     return email.utils.formataddr((name, addr), charset="utf-8") if name else addr
@@ -174,11 +186,7 @@ class MessageFactory:
             [
                 b"To: " + to.encode("ascii") + b"\r\n",
                 # +0000, not -0000: the zone is known (RFC 5322 3.3)
-                b"Date: "
-                + email.utils.formatdate(date or time.time(), usegmt=False)
-                .replace("-0000", "+0000")
-                .encode()
-                + b"\r\n",
+                b"Date: " + _date(date or time.time()) + b"\r\n",
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
                 *(f"{k}: {v}\r\n".encode("ascii") for k, v in recipient_headers.items()),
             ]
