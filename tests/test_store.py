@@ -338,6 +338,19 @@ def test_erase_forgets_and_blocks_re_import(store: Store, tmp_path: Path) -> Non
     assert r.added == 1
 
 
+def test_an_erased_person_who_signed_up_again_is_a_subscriber_to_imports(
+    store: Store, tmp_path: Path
+) -> None:
+    """The fingerprint an erasure keeps blocks imports of someone who is not subscribed; once
+    they signed up again themselves, an import treats them as any subscriber."""
+    store.subscribers.add("ann@example.com", "Ann")
+    store.subscribers.erase("ann@example.com")
+    store.subscribers.add("ann@example.com", "Ann", source="web:subscribe", allow_erased=True)
+    r = import_csv(store.engine, write(tmp_path / "a.csv", "email,name\nann@example.com,Annie\n"))
+    assert (r.erased, r.added, r.updated) == (0, 0, 1)
+    assert store.subscribers.require("ann@example.com").name == "Annie"
+
+
 @given(st.lists(st.lists(st.text(max_size=30), min_size=0, max_size=5), max_size=20))
 @hsettings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -49,9 +49,10 @@ def import_pg(
     try:
         _stage(conn, path, report, hashes=not allow_erased and any_erased(conn))
         _duplicates(conn, report)
-        if not allow_erased:
+        if not allow_erased:  # an erased person who signed up again is a subscriber
             report.erased = conn.exec_driver_sql(
-                "DELETE FROM import_first f USING erasures e WHERE e.email_hash = f.h"
+                "DELETE FROM import_first f USING erasures e WHERE e.email_hash = f.h "
+                "AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = f.k)"
             ).rowcount
         known = _existing(conn, report, source, dry_run)
         added = _insert(conn, source, dry_run)

@@ -76,11 +76,12 @@ def _loading(conn: sa.Connection) -> Iterator[None]:
     """SQLite settings for a bulk load, put back afterwards (the connection is pooled).
 
     A checkpoint every ~40 MB of WAL, not every 4 MB: a random-order index rewrites the
-    same pages chunk after chunk, and each checkpoint copies (and syncs) them. A 16 MB page
-    cache instead of 2 MB for the same reason; memory still stays flat.
+    same pages chunk after chunk, and each checkpoint copies (and syncs) them. A 12 MB page
+    cache instead of 2 MB for the same reason (16 MB was ~5 % faster for a million rows,
+    but put the import's peak memory 1.3 times the peak of a small one).
     """
     conn.exec_driver_sql("PRAGMA wal_autocheckpoint=10000")
-    conn.exec_driver_sql("PRAGMA cache_size=-16000")
+    conn.exec_driver_sql("PRAGMA cache_size=-12000")
     try:
         yield
     finally:
