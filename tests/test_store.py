@@ -477,3 +477,51 @@ def test_copy_text_is_copy_format_whatever_the_values(rows: list[tuple[object, o
 
     expected = "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
     assert copy_text(list(rows), 2) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(max_size=20)),
+            st.sampled_from([None, "active", "unsubscribed"]),
+            st.one_of(st.just({}), st.dictionaries(st.text(max_size=5), st.text(max_size=5))),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_staged_rows_are_copy_format_whatever_the_names(
+    people: list[tuple[str | None, str | None, dict[str, str]]], hashes: bool
+) -> None:
+    """PostgreSQL's staging writes most chunks one format a row; whatever the (cleaned)
+    names, statuses and attributes, the text is what the general COPY escaping gives."""
+    from mailer.store import import_pg
+    from mailer.store.import_rows import Row
+    from mailer.store.subscribers import clean_name
+
+    chunk = [
+        Row(i + 2, f"p{i}@example.com", f"p{i}@example.com", clean_name(n) if n else n, s, a)
+        for i, (n, s, a) in enumerate(people)
+    ]
+    nonces = list(range(1, len(chunk) + 1))
+    real = import_pg.new_nonces
+    import_pg.new_nonces = lambda n: nonces[:n]  # the same nonces for both
+    try:
+        got = import_pg._staged_text(chunk, hashes)
+    finally:
+        import_pg.new_nonces = real
+    rows = [
+        (
+            r.line,
+            r.email,
+            r.key,
+            r.name,
+            r.status,
+            json.dumps(r.attributes) if r.attributes else None,
+            addresses.erasure_hash(r.email) if hashes else None,
+            nonce,
+        )
+        for r, nonce in zip(chunk, nonces, strict=True)
+    ]
+    assert got == import_pg.copy_text(rows, 8)

@@ -23,6 +23,7 @@ from mailer.store.import_rows import (
     Change,
     Held,
     ImportReport,
+    Row,
     any_erased,
     chunked,
     merge_existing,
@@ -77,28 +78,48 @@ def _stage(conn: sa.Connection, path: Path, report: ImportReport, hashes: bool) 
     columns = ", ".join(_STAGED)
     with raw.cursor() as cur, cur.copy(f"COPY import_rows ({columns}) FROM STDIN") as copy:
         for chunk in chunked(read_rows(path, report), STAGE):
-            nonces = new_nonces(len(chunk))  # one read of the random source per chunk
-            rows = [
-                (
-                    r.line,
-                    r.email,
-                    r.key,
-                    r.name,
-                    r.status,
-                    json.dumps(r.attributes) if r.attributes else None,
-                    # The erasure fingerprint (a SHA-256) only where someone was ever erased.
-                    addresses.erasure_hash(r.email) if hashes else None,
-                    nonce,
-                )
-                for r, nonce in zip(chunk, nonces, strict=True)
-            ]
-            copy.write(copy_text(rows, len(_STAGED)).encode("utf-8"))
+            copy.write(_staged_text(chunk, hashes).encode("utf-8"))
     # An address's first line is the one that counts; the others are duplicates.
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE import_first ON COMMIT DROP AS "
         "SELECT DISTINCT ON (k) * FROM import_rows ORDER BY k, line"
     )
     conn.exec_driver_sql("ANALYZE import_first")  # its size decides how the joins are done
+
+
+def _staged_text(chunk: list[Row], hashes: bool) -> str:
+    """A chunk of rows as COPY text for import_rows. Addresses, keys, statuses, hashes and
+    numbers never hold a tab, a line break or a backslash, and names no control character
+    (clean_name): a chunk without attributes and without a backslash in a name is written
+    one format a row, the others through copy_text's escaping."""
+    nonces = new_nonces(len(chunk))  # one read of the random source per chunk
+    if not any(r.attributes or (r.name and "\\" in r.name) for r in chunk):
+        return "".join(
+            [
+                f"{r.line}\t{r.email}\t{r.key}\t{_N if r.name is None else r.name}\t"
+                f"{r.status or _N}\t{_N}\t"
+                # The erasure fingerprint (a SHA-256) only where someone was ever erased.
+                f"{addresses.erasure_hash(r.email) if hashes else _N}\t{nonce}\n"
+                for r, nonce in zip(chunk, nonces, strict=True)
+            ]
+        )
+    rows = [
+        (
+            r.line,
+            r.email,
+            r.key,
+            r.name,
+            r.status,
+            json.dumps(r.attributes) if r.attributes else None,
+            addresses.erasure_hash(r.email) if hashes else None,
+            nonce,
+        )
+        for r, nonce in zip(chunk, nonces, strict=True)
+    ]
+    return copy_text(rows, len(_STAGED))
+
+
+_N = "\\N"  # COPY's NULL
 
 
 def _duplicates(conn: sa.Connection, report: ImportReport) -> None:
