@@ -45,16 +45,20 @@ class Compiled:
         return self.fill(TOKENS)
 
 
-def both_values(
-    unsubscribe_url: str, email: str, name: str
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(HTML values, text values) for one recipient.
+def field_values(unsubscribe_url: str, email: str, name: str) -> tuple[str, str, str]:
+    """One recipient's values as text, in FIELDS order.
 
     Only the name needs cleaning here: the URL is ours (URL-safe token) and the address
     was normalized by email-validator, which refuses control characters.
     """
-    name = clean_text(name) if name else ""
-    text = {"unsubscribe_url": unsubscribe_url, "email": email, "name": name}
+    return unsubscribe_url, email, clean_text(name) if name else ""
+
+
+def both_values(
+    unsubscribe_url: str, email: str, name: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(HTML values, text values) for one recipient."""
+    text = dict(zip(FIELDS, field_values(unsubscribe_url, email, name), strict=True))
     return {k: escape_html(v) for k, v in text.items()}, text
 
 

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Mapping
 
 from mailer.config import Settings
-from mailer.content.placeholders import Compiled, both_values
+from mailer.content.placeholders import Compiled, both_values, field_values
 from mailer.content.render import RenderedIssue
 from mailer.delivery.dkim import signer_from
 from mailer.delivery.message import (
@@ -23,7 +23,6 @@ from mailer.delivery.message import (
     list_unsubscribe,
 )
 from mailer.models import Recipient, Snapshot
-from mailer.text import clean_text
 from mailer.tokens import (
     TokenSigner,
     unsubscribe_prefix,
@@ -131,7 +130,7 @@ class IssueMailing:
         return self.unsubscribe_prefix + self.signer.sign(r.key, r.nonce, self.ref)
 
     def fields(self, r: Recipient) -> tuple[str, str, str]:
-        return self.unsubscribe_url(r), r.email, clean_text(r.name) if r.name else ""
+        return field_values(self.unsubscribe_url(r), r.email, r.name)
 
     def list_headers(self, unsubscribe_url: str, r: Recipient | None = None) -> dict[str, str]:
         return list_headers(unsubscribe_url, self.unsubscribe_mailto(r) if r else "")

@@ -185,7 +185,6 @@ class MessageFactory:
         personal = b"".join(
             [
                 b"To: " + to.encode("ascii") + b"\r\n",
-                # +0000, not -0000: the zone is known (RFC 5322 3.3)
                 b"Date: " + _date(date or time.time()) + b"\r\n",
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
                 *(f"{k}: {v}\r\n".encode("ascii") for k, v in recipient_headers.items()),
