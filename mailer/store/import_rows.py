@@ -1,8 +1,9 @@
-"""CSV rows for an import: read, validated and reported, before any database sees them.
+"""What both databases' import paths share: the CSV rows, read, validated and reported
+before any database sees them, and the rule for an address already subscribed.
 
-Both databases' import paths (import_sqlite, import_pg) take their rows from `read_rows`
-and decide what an address already subscribed becomes with `merge_existing`, so the two
-report and change the same things.
+import_sqlite and import_pg take their rows from `read_rows` and decide what an existing
+subscriber becomes with `merge_existing` (and write it with UPDATE), so the two report
+and change the same things.
 """
 
 from __future__ import annotations
