@@ -338,6 +338,27 @@ def test_erase_forgets_and_blocks_re_import(store: Store, tmp_path: Path) -> Non
     assert r.added == 1
 
 
+def test_many_changes_to_existing_subscribers_are_written_as_the_import_reads_them(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL streams the existing subscribers an import touches and writes their
+    changes a thousand at a time (here two) while it reads on: every change lands."""
+    from mailer.store import import_pg
+
+    monkeypatch.setattr(import_pg, "UPDATES", 2)
+    people = [f"u{i}@example.com" for i in range(7)]
+    write(tmp_path / "a.csv", "email,name\n" + "".join(f"{p},Old\n" for p in people))
+    import_csv(store.engine, tmp_path / "a.csv")
+    rows = [f"{p},New{i},{'unsubscribed' if i % 3 == 0 else ''}\n" for i, p in enumerate(people)]
+    write(tmp_path / "b.csv", "email,name,status\n" + "".join(rows))
+    r = import_csv(store.engine, tmp_path / "b.csv")
+    assert (r.updated, r.unchanged, r.added) == (7, 0, 0)
+    got = {s.email: (s.name, s.status) for s in store.subscribers.iter()}
+    assert got == {
+        p: (f"New{i}", "unsubscribed" if i % 3 == 0 else "active") for i, p in enumerate(people)
+    }
+
+
 def test_an_erased_person_who_signed_up_again_is_a_subscriber_to_imports(
     store: Store, tmp_path: Path
 ) -> None:
