@@ -483,6 +483,7 @@ def test_cli_import_of_only_invalid_rows_exits_1(run_store_cli: Cli, tmp_path: P
         max_size=8,
     )
 )
+@hsettings(deadline=None)
 def test_copy_text_is_copy_format_whatever_the_values(rows: list[tuple[object, object]]) -> None:
     """The fast path (no escaping needed) and the escaping path agree with the format:
     NULL as \\N, backslash, tab, CR and LF escaped, one line a row."""
@@ -512,6 +513,7 @@ def test_copy_text_is_copy_format_whatever_the_values(rows: list[tuple[object, o
     ),
     st.booleans(),
 )
+@hsettings(deadline=None)  # no timing in tests: a busy CI machine may be slow on one example
 def test_staged_rows_are_copy_format_whatever_the_names(
     people: list[tuple[str | None, str | None, dict[str, str]]], hashes: bool
 ) -> None:
