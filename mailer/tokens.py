@@ -88,8 +88,13 @@ def unsubscribe_prefix(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/u/"
 
 
+def unsubscribe_token(signer: TokenSigner, r: Recipient, issue_ref: int) -> str:
+    """What an unsubscribe link carries: the person's id and link secret, and the issue."""
+    return signer.sign(r.key, r.nonce, issue_ref)
+
+
 def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref: int) -> str:
-    return unsubscribe_prefix(base_url) + signer.sign(r.key, r.nonce, issue_ref)
+    return unsubscribe_prefix(base_url) + unsubscribe_token(signer, r, issue_ref)
 
 
 # -- VERP: the envelope sender of each message names its recipient and issue -------------

@@ -27,6 +27,7 @@ from mailer.tokens import (
     TokenSigner,
     unsubscribe_prefix,
     unsubscribe_signer,
+    unsubscribe_token,
     verp_address,
     verp_token,
 )
@@ -127,7 +128,7 @@ class IssueMailing:
         return self.text.fill(keys)
 
     def unsubscribe_url(self, r: Recipient) -> str:
-        return self.unsubscribe_prefix + self.signer.sign(r.key, r.nonce, self.ref)
+        return self.unsubscribe_prefix + unsubscribe_token(self.signer, r, self.ref)
 
     def fields(self, r: Recipient) -> tuple[str, str, str]:
         return field_values(self.unsubscribe_url(r), r.email, r.name)

@@ -13,11 +13,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from mailer.errors import InputError
-from mailer.store.import_pg import copy_text, import_pg
+from mailer.store.import_pg import import_pg
 from mailer.store.import_rows import ImportReport, check_utf8
 from mailer.store.import_sqlite import CHUNK, import_sqlite
 
-__all__ = ["CHUNK", "ImportReport", "copy_text", "import_csv"]
+__all__ = ["CHUNK", "ImportReport", "import_csv"]
 
 
 def import_csv(
