@@ -172,7 +172,8 @@ class Mailing(Protocol):
     """Everything a provider needs to send one issue (or one ad-hoc mail), flat.
 
     The delivery layer builds it; providers only read it. Templates carry placeholders
-    that `values` fills per recipient (SendGrid sends the template once per request).
+    that `fields` fills per recipient (SendGrid sends the template once per request).
+    Hashable by identity, as it never changes: a provider may keep what it derives once.
     """
 
     slug: str
@@ -186,6 +187,8 @@ class Mailing(Protocol):
     issue_headers: Mapping[str, str]  # the same for every recipient (List-Id, ...)
     html_fields: frozenset[str]  # placeholder fields the HTML uses
     text_fields: frozenset[str]
+
+    def __hash__(self) -> int: ...
 
     def html_template(self, keys: Mapping[str, str]) -> str: ...
 

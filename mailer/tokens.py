@@ -13,12 +13,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from base64 import b32encode, urlsafe_b64encode
+from base64 import b32encode
+from binascii import b2a_base64
 
 from itsdangerous import BadSignature, Signer
 
 from mailer.models import Recipient
 
+# A token's payload, ids in hex joined by dots: one format per count of ids.
+_HEX = {n: b".".join([b"%x"] * n) for n in range(1, 5)}
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _PAYLOAD = re.compile(r"^[0-9a-f]{1,16}(?:\.[0-9a-f]{1,16})*$")
 
 
@@ -38,13 +42,14 @@ class TokenSigner:
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def sign(self, *ids: int) -> str:
-        payload = b".".join([b"%x" % i for i in ids])
+        payload = (_HEX.get(len(ids)) or b".".join([b"%x"] * len(ids))) % ids
         inner = self._inner.copy()
         inner.update(payload)
         outer = self._outer.copy()
         outer.update(inner.digest())
         # itsdangerous's encoding: URL-safe base64 without padding
-        return (payload + b"." + urlsafe_b64encode(outer.digest()).rstrip(b"=")).decode("ascii")
+        mac = b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+        return (payload + b"." + mac).decode("ascii")
 
     def unsign(self, token: str, count: int) -> tuple[int, ...] | None:
         """The ids inside a valid token, or None for anything forged, altered or malformed."""

@@ -74,8 +74,12 @@ def test_every_personalization_renders_the_message_smtp_would_send(sqlite_projec
             assert substituted(text_part, p["substitutions"]) == want_text
             _, email, name = mailing.fields(r)
             assert p["to"] == [{"email": email, **({"name": name} if name else {})}]
-            assert p["headers"] == mailing.list_headers(url, r)
-            assert p["headers"]["List-Unsubscribe-Post"] == ONE_CLICK
-            assert p["custom_args"] == {"mailer_issue": "7", "mailer_subscriber": str(r.key)}
+            # What SendGrid sends: message-level headers and custom_args, then the
+            # personalization's, merged key by key.
+            headers = {**body["headers"], **p["headers"]}
+            assert headers == {**snap.headers, **mailing.list_headers(url, r)}
+            assert headers["List-Unsubscribe-Post"] == ONE_CLICK
+            custom_args = {**body["custom_args"], **p["custom_args"]}
+            assert custom_args == {"mailer_issue": "7", "mailer_subscriber": str(r.key)}
 
     check()

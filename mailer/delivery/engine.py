@@ -11,6 +11,7 @@ they implement them without importing this module.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -108,16 +109,23 @@ class Sender:
         start = self.bucket.clock()
         self.ledger.recover(self.mailing.issue_id)
         threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
-        for t in threads:
-            t.start()
+        # A send makes millions of short-lived tuples, and each full collection they set
+        # off walked everything built before it (modules, templates, the issue): 4 % of a
+        # SendGrid send's CPU. That heap sits out the send; unfrozen after, nothing leaks.
+        gc.freeze()
         try:
             for t in threads:
-                while t.is_alive():
-                    t.join(0.2)
-        except KeyboardInterrupt:
-            self.halt("interrupted; run the same command again to resume")
-            for t in threads:
-                t.join()
+                t.start()
+            try:
+                for t in threads:
+                    while t.is_alive():
+                        t.join(0.2)
+            except KeyboardInterrupt:
+                self.halt("interrupted; run the same command again to resume")
+                for t in threads:
+                    t.join()
+        finally:
+            gc.unfreeze()
         self.result.elapsed = self.bucket.clock() - start
         return self.result
 
