@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from mailer import heap
 from mailer.errors import InputError
 from mailer.store.import_pg import import_pg
 from mailer.store.import_rows import ImportReport, check_utf8
@@ -37,7 +38,7 @@ def import_csv(
     check_utf8(path)
     report = ImportReport(sink=sink)
     source = f"import:{path.name}"[:200]
-    with engine.connect() as conn:
+    with heap.frozen(), engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             import_pg(conn, path, report, source, dry_run, allow_erased)
         else:
