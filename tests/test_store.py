@@ -250,6 +250,42 @@ def test_a_failed_chunk_is_wholly_out(
         assert store.subscribers.count() == 10
 
 
+def test_a_chunk_read_in_pieces_is_one_transaction(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reads a chunk a piece at a time but commits it once: a failure in a later
+    piece takes the chunk's earlier pieces out with it."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL merges the whole file in one transaction (the test above)")
+    from mailer.store import import_sqlite
+
+    import_csv(
+        store.engine,
+        write(tmp_path / "a.csv", "email\n" + "".join(f"u{i}@example.com\n" for i in range(4))),
+    )
+    monkeypatch.setattr(import_sqlite, "PIECE", 2)
+    calls = {"n": 0}
+    real = import_sqlite.change_status
+
+    def crash_in_second_piece(*args, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > 2:  # u0 and u1 (the chunk's first piece) were applied
+            raise RuntimeError("power cut")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(import_sqlite, "change_status", crash_in_second_piece)
+    write(
+        tmp_path / "b.csv",
+        "email,status\n"
+        + "".join(f"n{i}@example.com,active\n" for i in range(4))
+        + "".join(f"u{i}@example.com,unsubscribed\n" for i in range(4)),
+    )
+    with pytest.raises(RuntimeError):
+        import_csv(store.engine, tmp_path / "b.csv", chunk_size=4)
+    assert store.subscribers.count() == 8  # the first chunk (n0..n3, two pieces) is in
+    assert store.subscribers.count("unsubscribed") == 0  # the second is wholly out
+
+
 def test_import_errors_name_the_fix(store: Store, tmp_path: Path) -> None:
     with pytest.raises(
         InputError, match="no 'email' column in the header \\(mail, name\\); add a header"

@@ -1,8 +1,8 @@
-"""CSV import into SQLite: a chunk of rows at a time, each chunk one transaction.
+"""CSV import into SQLite: a chunk of rows per transaction, read a piece at a time.
 
 SQLite runs in this process and holds the write lock from a chunk's first lookup to its
-commit, so a chunk at a time keeps other writers (sign-ups, a send) waiting for
-milliseconds, not for the whole file, and a crash leaves each chunk wholly in or out.
+commit, so a chunk at a time keeps other writers (sign-ups, a send) waiting for under a
+second, not for the whole file, and a crash leaves each chunk wholly in or out.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from mailer.store.import_rows import (
 from mailer.store.schema import subscribers
 from mailer.store.subscribers import change_status, new_nonces, now
 
-CHUNK = 10000  # rows per transaction: fewer commits (and WAL checkpoints), memory still flat
+# Rows per transaction. Each commit writes every index page the transaction touched, and
+# a random-order index touches most of its pages in any 10,000 rows: 50,000 rows a commit
+# made a million-row import a quarter faster than 10,000 (18 s -> 14 s).
+CHUNK = 50000
+PIECE = 10000  # rows held in memory at once: a transaction takes several pieces
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class _Run:
     dry_run: bool
     allow_erased: bool
     # Everyone this import adds gets an id above last_id and created_at == at (one stamp
-    # for the whole run): that is how a later chunk knows an address came earlier in the
+    # for the whole run): that is how a later piece knows an address came earlier in the
     # file. Only addresses that were already subscribed go into import_seen, so a fresh
     # million-row import keeps one random-order index (the subscribers' own), not two.
     last_id: int
@@ -65,8 +69,14 @@ def import_sqlite(
     conn.commit()
     run = _Run(source, dry_run, allow_erased, _last_id(conn), now())
     with _loading(conn):
-        for chunk in chunked(read_rows(path, report), chunk_size):
-            _apply(conn, chunk, report, run)
+        uncommitted = 0
+        for piece in chunked(read_rows(path, report), min(chunk_size, PIECE)):
+            _apply(conn, piece, report, run)
+            uncommitted += len(piece)
+            if uncommitted >= chunk_size:
+                conn.commit()
+                uncommitted = 0
+        conn.commit()
     conn.execute(sa.text("DROP TABLE import_seen"))
     conn.commit()
 
@@ -97,10 +107,10 @@ def _last_id(conn: sa.Connection) -> int:
     return int(found or 0)
 
 
-def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Run) -> None:
-    """One chunk, one transaction: a crash leaves the chunk wholly in or wholly out."""
+def _apply(conn: sa.Connection, piece: list[Row], report: ImportReport, run: _Run) -> None:
+    """One piece of rows, inside the chunk's transaction (the caller commits)."""
     unique: dict[str, Row] = {}
-    for row in chunk:
+    for row in piece:
         if row.key in unique:
             report.duplicate(row.line, row.email)
         else:
@@ -117,7 +127,7 @@ def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Ru
     for r in lookup.subscribers(run):
         if r.email_key not in unique:  # a duplicate already (seen_before)
             continue
-        if r.ours:  # added by an earlier chunk of this file
+        if r.ours:  # added by an earlier piece of this file
             report.duplicate(unique[r.email_key].line, unique.pop(r.email_key).email)
         else:
             existing[r.email_key] = Held(r.id, r.name, r.status, r.attributes)
@@ -141,8 +151,7 @@ def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Ru
             updates.append({**change.update, "updated_at": run.at})
         if change.suppress is not None:
             suppress.append((old.id, change.suppress))
-    if run.dry_run:
-        conn.commit()  # only the import_seen bookkeeping
+    if run.dry_run:  # only the import_seen bookkeeping was written
         return
     if inserts:
         _insert(conn, inserts, run)
@@ -150,17 +159,16 @@ def _apply(conn: sa.Connection, chunk: list[Row], report: ImportReport, run: _Ru
         conn.execute(UPDATE, updates)
     for sid, new_status in suppress:
         change_status(conn, sid, new_status, Actor.IMPORT, run.source)
-    conn.commit()
 
 
 class _Lookup:
-    """The chunk's keys against the tables that decide each row's fate.
+    """A piece's keys against the tables that decide each row's fate.
 
     The keys travel as one parameter, a JSON array read by json_each, sorted so that
     consecutive probes walk the index instead of jumping about it (writing them into an
     indexed temporary table first cost more than the lookups: a sixth of the import).
-    The chunk drives every join: CROSS JOIN is how SQLite is told the order (without
-    statistics it would scan the growing table for each chunk instead).
+    The piece drives every join: CROSS JOIN is how SQLite is told the order (without
+    statistics it would scan the growing table for each piece instead).
     """
 
     def __init__(self, conn: sa.Connection, keys: list[tuple[str, str | None]]) -> None:
@@ -170,7 +178,7 @@ class _Lookup:
         self.h = json.dumps(sorted([h for _, h in keys if h is not None]))
 
     def keys(self, table: str, column: str, by_hash: bool = False) -> list[str]:
-        """The chunk's keys that `table.column` holds (matched by erasure hash if asked)."""
+        """The piece's keys that `table.column` holds (matched by erasure hash if asked)."""
         found = self.conn.exec_driver_sql(
             f"SELECT c.value FROM json_each(?) AS c CROSS JOIN {table} t ON t.{column} = c.value",
             (self.h if by_hash else self.k,),
@@ -228,14 +236,14 @@ _INSERT = (
 
 
 def _insert(conn: sa.Connection, rows: list[Row], run: _Run) -> None:
-    """Insert a chunk of new subscribers. The write lock is held from the lookup on, so
+    """Insert a piece's new subscribers. The write lock is held from the lookup on, so
     nobody else can have added one meanwhile.
 
-    The rows go to the driver as plain tuples, values converted once per chunk the way
+    The rows go to the driver as plain tuples, values converted once per piece the way
     SQLAlchemy's types would: its per-row parameter processing was most of an import's
     time.
     """
-    nonces = new_nonces(len(rows))  # one read of the random source for the chunk
+    nonces = new_nonces(len(rows))  # one read of the random source for the piece
     active = SubscriberStatus.ACTIVE.value
     stamp = subscribers.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     to_json = subscribers.c.attributes.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
