@@ -13,7 +13,7 @@ def frozen() -> Iterator[None]:
 
     A send or an import makes millions of short-lived objects, and every full collection
     they set off walked everything built before the job (modules, templates, the issue)
-    again: 4 % of a SendGrid send's CPU, 8 % of an import's. That heap sits the job out;
+    again: 4 % of a SendGrid send's CPU, a fifth of a million-row import's. That heap sits the job out;
     it is unfrozen after, so nothing frozen is kept for good.
     """
     gc.freeze()
