@@ -204,6 +204,23 @@ def test_a_sign_up_between_the_lookup_and_the_insert_is_kept_once(
     assert names == {"a@example.com": "A", "b@example.com": "Signed up", "c@example.com": "C"}
 
 
+def power_cut_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
+    """An import's status changes fail after the first `calls` of them."""
+    from mailer.store import import_pg, import_sqlite
+
+    made = {"n": 0}
+    real = import_sqlite.change_status
+
+    def change_status(*args, **kw):  # type: ignore[no-untyped-def]
+        made["n"] += 1
+        if made["n"] > calls:
+            raise RuntimeError("power cut")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(import_sqlite, "change_status", change_status)
+    monkeypatch.setattr(import_pg, "change_status", change_status)
+
+
 def test_a_failed_chunk_is_wholly_out(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,19 +237,7 @@ def test_a_failed_chunk_is_wholly_out(
         + "".join(f"n{i}@example.com,active\n" for i in range(5)),
     )
     import_csv(store.engine, tmp_path / "a.csv", chunk_size=5)
-    from mailer.store import import_pg, import_sqlite
-
-    calls = {"n": 0}
-    real = import_sqlite.change_status
-
-    def crash_in_second_chunk(*args, **kw):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] > 5:
-            raise RuntimeError("power cut")
-        return real(*args, **kw)
-
-    monkeypatch.setattr(import_sqlite, "change_status", crash_in_second_chunk)
-    monkeypatch.setattr(import_pg, "change_status", crash_in_second_chunk)
+    power_cut_after(monkeypatch, 5)  # in the second chunk
     write(
         tmp_path / "c.csv",
         "email,status\n"
@@ -264,16 +269,7 @@ def test_a_chunk_read_in_pieces_is_one_transaction(
         write(tmp_path / "a.csv", "email\n" + "".join(f"u{i}@example.com\n" for i in range(4))),
     )
     monkeypatch.setattr(import_sqlite, "PIECE", 2)
-    calls = {"n": 0}
-    real = import_sqlite.change_status
-
-    def crash_in_second_piece(*args, **kw):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] > 2:  # u0 and u1 (the chunk's first piece) were applied
-            raise RuntimeError("power cut")
-        return real(*args, **kw)
-
-    monkeypatch.setattr(import_sqlite, "change_status", crash_in_second_piece)
+    power_cut_after(monkeypatch, 2)  # u0 and u1 (the chunk's first piece) were applied
     write(
         tmp_path / "b.csv",
         "email,status\n"
