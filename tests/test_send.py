@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import gc
 import json
 import re
 import shutil
@@ -273,6 +274,7 @@ def test_sendgrid_request_shape(run: Cli, project: Path, sendgrid: SendGridServe
     add_list(run, *emails)
     r = run("send", str(project / ISSUE), "--yes", env=sg_env(sendgrid))
     assert r.exit_code == 0, r.output
+    assert gc.get_freeze_count() == 0  # the send froze the heap while it ran, and only then
     reqs = sendgrid.state.requests
     assert sorted(len(q["personalizations"]) for q in reqs) == [500, 1000]
     assert set(sendgrid.state.delivered.values()) == {1} and len(sendgrid.state.delivered) == 1500
