@@ -562,23 +562,6 @@ def test_staged_rows_are_copy_format_whatever_the_names(
         for i, (n, s, a) in enumerate(people)
     ]
     nonces = list(range(1, len(chunk) + 1))
-    real = import_pg.new_nonces
-    import_pg.new_nonces = lambda n: nonces[:n]  # the same nonces for both
-    try:
-        got = import_pg._staged_text(chunk, hashes)
-    finally:
-        import_pg.new_nonces = real
-    rows = [
-        (
-            r.line,
-            r.email,
-            r.key,
-            r.name,
-            r.status,
-            json.dumps(r.attributes) if r.attributes else None,
-            addresses.erasure_hash(r.email) if hashes else None,
-            nonce,
-        )
-        for r, nonce in zip(chunk, nonces, strict=True)
-    ]
+    got = import_pg._staged_text(chunk, hashes, nonces)
+    rows = import_pg._staged_rows(chunk, hashes, nonces)  # the general path's values
     assert got == import_pg.copy_text(rows, 8)

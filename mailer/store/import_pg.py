@@ -78,7 +78,9 @@ def _stage(conn: sa.Connection, path: Path, report: ImportReport, hashes: bool) 
     columns = ", ".join(_STAGED)
     with raw.cursor() as cur, cur.copy(f"COPY import_rows ({columns}) FROM STDIN") as copy:
         for chunk in chunked(read_rows(path, report), STAGE):
-            copy.write(_staged_text(chunk, hashes).encode("utf-8"))
+            # one read of the random source per chunk
+            nonces = new_nonces(len(chunk))
+            copy.write(_staged_text(chunk, hashes, nonces).encode("utf-8"))
     # An address's first line is the one that counts; the others are duplicates.
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE import_first ON COMMIT DROP AS "
@@ -87,12 +89,11 @@ def _stage(conn: sa.Connection, path: Path, report: ImportReport, hashes: bool) 
     conn.exec_driver_sql("ANALYZE import_first")  # its size decides how the joins are done
 
 
-def _staged_text(chunk: list[Row], hashes: bool) -> str:
+def _staged_text(chunk: list[Row], hashes: bool, nonces: list[int]) -> str:
     """A chunk of rows as COPY text for import_rows. Addresses, keys, statuses, hashes and
     numbers never hold a tab, a line break or a backslash, and names no control character
     (clean_name): a chunk without attributes and without a backslash in a name is written
     one format a row, the others through copy_text's escaping."""
-    nonces = new_nonces(len(chunk))  # one read of the random source per chunk
     if not any(r.attributes or (r.name and "\\" in r.name) for r in chunk):
         return "".join(
             [
@@ -103,7 +104,12 @@ def _staged_text(chunk: list[Row], hashes: bool) -> str:
                 for r, nonce in zip(chunk, nonces, strict=True)
             ]
         )
-    rows = [
+    return copy_text(_staged_rows(chunk, hashes, nonces), len(_STAGED))
+
+
+def _staged_rows(chunk: list[Row], hashes: bool, nonces: list[int]) -> list[tuple[Any, ...]]:
+    """A chunk's values in _STAGED order (None for NULL), for copy_text's general escaping."""
+    return [
         (
             r.line,
             r.email,
@@ -116,7 +122,6 @@ def _staged_text(chunk: list[Row], hashes: bool) -> str:
         )
         for r, nonce in zip(chunk, nonces, strict=True)
     ]
-    return copy_text(rows, len(_STAGED))
 
 
 _N = "\\N"  # COPY's NULL
