@@ -60,6 +60,11 @@ class Settings:
     bounce_imap_password: str = ""
     bounce_imap_ca_file: str = ""
     bounce_processed_folder: str = "mailer-processed"
+    bounce_unmatched_folder: str = "mailer-unmatched"  # reports that prove nothing: for a human
+    bounce_max_bytes: int = 2_000_000  # a larger message in the bounce mailbox is not read
+    # Act on reports by mail that name only an address (a relay that rewrites envelopes):
+    # then anyone who can mail the bounce address can suppress any reader.
+    bounce_match_address: bool = False
     bounce_fetch_interval: float = 0.0  # seconds; mailer serve fetches when > 0
     soft_bounce_limit: int = 3  # soft bounces on this many issues in a row mark bounced
     dkim_domain: str = ""
@@ -345,6 +350,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "bounce_address": _address,
     "bounce_imap_url": lambda v: _imap_url(v),
     "bounce_fetch_interval": _between(0, 86400),
+    "bounce_max_bytes": _between(10_000, 100_000_000),
     "image_size_timeout": _between(0, 60),
     "timezone": _timezone,
     "max_lateness": _between(0, 366 * 86400),
@@ -386,6 +392,7 @@ EXAMPLES = {
     "bounce_address": '"bounces@news.example.com"',
     "bounce_imap_url": '"imaps://bounces@mail.example.com/INBOX"',
     "bounce_fetch_interval": "300",
+    "bounce_max_bytes": "2000000",
     "image_size_timeout": "5",
     "timezone": '"Asia/Shanghai"',
     "max_lateness": "86400",

@@ -88,13 +88,13 @@ class RecipientState(StrEnum):
 
 
 class EventType(StrEnum):
-    """Delivery events in our own words; each provider maps its words onto these."""
+    """What happened to a message, in our own words; every source maps its words onto these."""
 
     PROCESSED = "processed"
     DELIVERED = "delivered"
     DEFERRED = "deferred"
     BLOCKED = "blocked"
-    BOUNCED = "bounced"
+    BOUNCED = "bounced"  # a permanent failure: the address is dead
     SOFT_BOUNCED = "soft_bounced"  # a temporary failure reported back (a 4.x.x DSN)
     DROPPED = "dropped"
     COMPLAINED = "complained"
@@ -104,19 +104,57 @@ class EventType(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class DeliveryEvent:
-    """One thing a provider told us about a message, in our words."""
+# The status a report of this type puts on the person it concerns.
+STATUS_FOR = {
+    EventType.BOUNCED: SubscriberStatus.BOUNCED,
+    EventType.COMPLAINED: SubscriberStatus.COMPLAINED,
+    EventType.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
+}
+
+
+class Source(StrEnum):
+    """Where a report came from."""
+
+    SENDGRID = "sendgrid"  # SendGrid's signed event webhook
+    SYNC = "sync"  # SendGrid's suppression lists, read with our API key
+    DSN = "dsn"  # a delivery status notification in the bounce mailbox
+    ARF = "arf"  # a complaint (feedback loop) report in the bounce mailbox
+    MAILTO = "mailto"  # a mail to the List-Unsubscribe mailto: address
+
+
+class Proof(StrEnum):
+    """What ties a report to the person it names; it decides whether the report may act.
+
+    The bounce mailbox is a public address: anyone can mail it a report naming anyone.
+    Only our own seals, or a provider that authenticated itself, say whom a report is about.
+    """
+
+    SEALED = "sealed"  # the person (and issue) from an id we sealed: VERP, mailto: address
+    MESSAGE_ID = "message-id"  # our sealed Message-ID quoted: acts if the ledger sent it them
+    PROVIDER = "provider"  # a signed webhook or an API we called; its id must match the address
+    ADDRESS = "address"  # nothing but an address, in a mail anyone could send
+
+
+class DeliveryEvent(NamedTuple):
+    """One report about one message or address, in our words, whatever carried it.
+
+    A tuple, like Recipient: a webhook batch makes a thousand, and a frozen dataclass
+    costs several times as much to build.
+    """
 
     type: EventType
-    provider_event_id: str | None
-    email: str
-    issue_id: int | None
-    subscriber_id: int | None
-    at: dt.datetime
-    url: str | None
-    suppress: EventType | None  # the status this event puts on the address, if any
-    raw: dict[str, Any]
+    source: Source
+    proof: Proof
+    event_id: str | None  # the provider's id, or one stable for the report: replays are duplicates
+    email: str | None  # the address the report names, if any
+    subscriber_id: int | None = None
+    issue_id: int | None = None
+    message_nonce: str | None = None  # a sealed Message-ID's issue, matched in the ledger
+    at: dt.datetime | None = None
+    url: str | None = None
+    suppress: SubscriberStatus | None = None  # the status it puts on the person, if any
+    data: Mapping[str, Any] | None = None  # what else it said worth keeping (a bounce's reason)
+    note: str = ""  # why the proof is no better (a VERP token that does not open, ...)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,23 @@
-"""Signed tokens for links in mail: namespaced, compared in constant time, no address inside.
+"""Every token mailer puts in mail, made and checked by one implementation each.
 
-A token carries only numbers (the subscriber's id and random nonce, the issue's ref) and
-an HMAC-SHA256 signature, so a forwarded link reveals nothing and an altered one is
-refused. The nonce is checked against the database: erasing a person destroys it, so
-their old links are dead even if their id were ever handed out again. Unsubscribe tokens
-do not expire (RFC 8058 links must keep working for months); rotating secret_key revokes
-them all.
+Two kinds, by where they travel:
+
+- **Link tokens** (`TokenSigner`): ids in hex and an HMAC-SHA256 signature, namespaced,
+  in URLs. `sign` and `unsign` share one MAC function, and `unsign` accepts only the
+  spelling `sign` gives (no padding bits, no leading zeros). The bytes are those of
+  itsdangerous's `Signer` (django-concat key derivation, SHA-256, URL-safe base64), so
+  links sent before keep working; a known-answer test pins them.
+- **Sealed ids** (`Sealer`): AES-SIV (RFC 5297, deterministic authenticated encryption)
+  of a few numbers, in lower-case base32. Used where an id would otherwise show in mail
+  headers: the VERP envelope sender, the mailto: unsubscribe address and the Message-ID.
+  Nobody can read a subscriber id out of one, nor make one that opens: a report that
+  quotes one proves it concerns a message we sent. The same numbers always seal the
+  same way, so a deliberate resend keeps its Message-ID.
+
+A link token carries the subscriber's random nonce, checked against the database: erasing
+a person destroys it, so their old links are dead even if their id were ever handed out
+again. Tokens do not expire (RFC 8058 links must keep working for months); rotating
+secret_key revokes them all.
 """
 
 from __future__ import annotations
@@ -13,57 +25,45 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from base64 import b32encode
-from binascii import b2a_base64
-
-from itsdangerous import BadSignature, Signer
+import struct
+from base64 import b32decode, b32encode, urlsafe_b64encode
 
 from mailer.models import Recipient
 
-# A token's payload, ids in hex joined by dots: one format per count of ids.
-_HEX = {n: b".".join([b"%x"] * n) for n in range(1, 5)}
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# A link token's payload: ids in lower-case hex, joined by dots.
 _PAYLOAD = re.compile(r"^[0-9a-f]{1,16}(?:\.[0-9a-f]{1,16})*$")
 
 
 class TokenSigner:
-    def __init__(self, secret_key: str, namespace: str) -> None:
-        self._signer = Signer(secret_key, salt=f"mailer.{namespace}", digest_method=hashlib.sha256)
+    """Link tokens for one namespace: `payload.signature`."""
 
-        # Signing is per recipient (a million links per million sent): the key is derived
-        # once and HMAC's two keyed SHA-256 states (RFC 2104) are kept and copied, half
-        # the cost of copying an hmac object. Same bytes as itsdangerous.
-        key = self._signer.derive_key()
-        block = hashlib.sha256().block_size
-        if len(key) > block:  # RFC 2104: a key longer than a block is hashed first
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(block, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    def __init__(self, secret_key: str, namespace: str) -> None:
+        salt = f"mailer.{namespace}".encode()
+        # itsdangerous's "django-concat" derivation, so links already sent stay valid.
+        key = hashlib.sha256(salt + b"signer" + secret_key.encode()).digest()
+        # Keyed once; each token copies it (a million links per million sent).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def _mac(self, payload: bytes) -> bytes:
+        """The signature of a payload, as URL-safe base64 without padding."""
+        mac = self._keyed.copy()
+        mac.update(payload)
+        return urlsafe_b64encode(mac.digest()).rstrip(b"=")
 
     def sign(self, *ids: int) -> str:
-        payload = (_HEX.get(len(ids)) or b".".join([b"%x"] * len(ids))) % ids
-        inner = self._inner.copy()
-        inner.update(payload)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        # itsdangerous's encoding: URL-safe base64 without padding
-        mac = b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
-        return (payload + b"." + mac).decode("ascii")
+        payload = b".".join([b"%x" % i for i in ids])
+        return (payload + b"." + self._mac(payload)).decode("ascii")
 
     def unsign(self, token: str, count: int) -> tuple[int, ...] | None:
         """The ids inside a valid token, or None for anything forged, altered or malformed."""
         if not token or len(token) > 200 or not token.isascii():
             return None
-        try:
-            payload = self._signer.unsign(token).decode("ascii")
-        except (BadSignature, UnicodeDecodeError):
-            return None
+        payload, _, _ = token.rpartition(".")
         if not _PAYLOAD.match(payload):
             return None
         ids = tuple(int(p, 16) for p in payload.split("."))
-        # Only the canonical spelling: base64's padding bits would otherwise let a changed
-        # last character (or leading zeros in an id) pass as the same token.
+        # Compared whole against the one spelling sign() gives: base64's padding bits or a
+        # leading zero in an id never pass as the same token.
         if len(ids) != count or not hmac.compare_digest(self.sign(*ids), token):
             return None
         return ids
@@ -102,33 +102,91 @@ def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref:
     return unsubscribe_prefix(base_url) + unsubscribe_token(signer, r, issue_ref)
 
 
-# -- VERP: the envelope sender of each message names its recipient and issue -------------
-# Lower-case base32 and hex only: mail servers may change the case of a local part, and
-# the whole address must stay under 64 characters before the @.
-_VERP = re.compile(r"^([0-9a-f]{1,8})\.([0-9a-f]{1,8})\.([a-z2-7]{16})$")
+# -- sealed ids: VERP, mailto: unsubscribe, Message-ID -----------------------------------
+
+_BASE32 = re.compile(r"^[a-z2-7]+$")
 
 
-def _verp_mac(secret_key: str, payload: str) -> str:
-    mac = hmac.new(secret_key.encode(), b"mailer.verp\0" + payload.encode(), hashlib.sha256)
-    return b32encode(mac.digest()[:10]).decode("ascii").lower()
+class Sealer:
+    """Numbers sealed with AES-SIV under a key derived from secret_key.
+
+    Each use has its own associated data (`kind`), so a sealed VERP id never opens as a
+    Message-ID. Numbers are packed as unsigned 32-bit integers (subscriber and issue ids)
+    or raw bytes (an issue's random Message-ID nonce).
+    """
+
+    def __init__(self, secret_key: str) -> None:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        # A key of its own (RFC 5869), apart from the link tokens': AES-256-SIV takes 64 bytes.
+        hkdf = HKDF(hashes.SHA256(), length=64, salt=b"mailer.seal", info=b"AES-SIV")
+        self._siv = AESSIV(hkdf.derive(secret_key.encode()))
+
+    def seal(self, kind: str, plain: bytes) -> bytes:
+        return self._siv.encrypt(plain, [kind.encode()])
+
+    def open(self, kind: str, sealed: bytes) -> bytes | None:
+        """The sealed bytes, or None for anything we did not seal (or sealed for another kind)."""
+        from cryptography.exceptions import InvalidTag
+
+        if not 16 < len(sealed) <= 64:
+            return None
+        try:
+            return self._siv.decrypt(sealed, [kind.encode()])
+        except InvalidTag:
+            return None
 
 
-def verp_token(secret_key: str, subscriber_id: int, issue_id: int) -> str:
-    payload = f"{subscriber_id:x}.{issue_id:x}"
-    return f"{payload}.{_verp_mac(secret_key, payload)}"
+# VERP: the envelope sender of each message names its recipient and issue, so a bounce
+# that quotes nothing still says whom it concerns; the mailto: unsubscribe address names
+# them the same way. Lower-case base32: mail servers may change the case of a local part,
+# which must stay under 64 characters before the @ (the token is 39).
+VERP = "verp"
+MAILTO = "mailto-unsubscribe"
 
 
-def verp_ids(secret_key: str, token: str) -> tuple[int, int] | None:
-    """(subscriber id, issue id) of a genuine token, else None."""
-    m = _VERP.match(token.lower())
-    if not m:
+def verp_token(sealer: Sealer, kind: str, subscriber_id: int, issue_id: int) -> str:
+    sealed = sealer.seal(kind, struct.pack(">II", subscriber_id, issue_id))
+    return b32encode(sealed).decode("ascii").rstrip("=").lower()
+
+
+def verp_ids(sealer: Sealer, kind: str, token: str) -> tuple[int, int] | None:
+    """(subscriber id, issue id) of a token we sealed for `kind`, else None."""
+    token = token.lower()
+    if not _BASE32.match(token) or len(token) != 39:
         return None
-    payload = f"{m.group(1)}.{m.group(2)}"
-    if not hmac.compare_digest(_verp_mac(secret_key, payload), m.group(3)):
+    data = sealer.open(kind, b32decode(token.upper() + "=" * (-len(token) % 8)))
+    if data is None or len(data) != 8:
         return None
-    return int(m.group(1), 16), int(m.group(2), 16)
+    subscriber_id, issue_id = struct.unpack(">II", data)
+    return subscriber_id, issue_id
 
 
 def verp_address(bounce_address: str, token: str) -> str:
     local, _, domain = bounce_address.rpartition("@")
     return f"{local}+{token}@{domain}"
+
+
+# A ledger message's Message-ID: the issue's random nonce and the person, sealed, in hex
+# (a quarter of base32's cost, and no length limit to keep). Opaque, stable for a
+# deliberate resend, different in every project.
+MESSAGE_ID = "message-id"
+_HEX_TOKEN = re.compile(r"^[0-9a-f]{56}$")
+
+
+def message_id_token(sealer: Sealer, issue_nonce: str, subscriber_id: int) -> str:
+    plain = bytes.fromhex(issue_nonce) + struct.pack(">I", subscriber_id)
+    return sealer.seal(MESSAGE_ID, plain).hex()
+
+
+def open_message_id(sealer: Sealer, token: str) -> tuple[str, int] | None:
+    """(issue nonce, subscriber id) of a Message-ID local part we sealed, else None."""
+    token = token.lower()
+    if not _HEX_TOKEN.match(token):
+        return None
+    data = sealer.open(MESSAGE_ID, bytes.fromhex(token))
+    if data is None or len(data) != 12:
+        return None
+    return data[:8].hex(), struct.unpack(">I", data[8:])[0]

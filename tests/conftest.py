@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,40 @@ def browser(chromium: str) -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that records what it received."""
+    from tests.servers import SmtpServer
+
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def imap() -> Iterator[Any]:
+    """A real IMAP server (Dovecot) with an empty mailbox."""
+    from tests.mailservers import dovecot
+
+    with dovecot() as server:
+        yield server
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[Any]:
+    """A local server that speaks SendGrid's v3 API."""
+    from tests.servers import SendGridServer
+
+    with SendGridServer() as server:
+        yield server
+
+
+def wait_until(done: Callable[[], object], what: str, timeout: float = 120.0) -> None:
+    """Poll until `done()` is true: waits on what the test observes, never on a timer
+    standing in for an event. Fails, naming `what`, only after a generous deadline."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.01)

@@ -126,3 +126,34 @@ def spam(to: str) -> bytes:
     msg["Date"] = formatdate()
     msg.set_content("Click here to claim your prize today!\n")
     return msg.as_bytes()
+
+
+def dsn_for_many(to: str, recipients: list[str], status: str = "5.1.1") -> bytes:
+    """One DSN with a Final-Recipient block per address, as an attacker would write it."""
+    boundary = "many.1700000000/mx.example.net"
+    blocks = "".join(
+        f"\nFinal-Recipient: rfc822; {r}\nAction: failed\nStatus: {status}\n"
+        f"Diagnostic-Code: smtp; 550 {status} User unknown\n"
+        for r in recipients
+    )
+    text = (
+        f"From: MAILER-DAEMON@mx.example.net\nTo: {to}\nSubject: Undelivered Mail\n"
+        f"Date: {formatdate()}\nMessage-ID: <many.1700000000@mx.example.net>\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type=delivery-status;\n\tboundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: text/plain\n\n"
+        + "".join(f"<{r}>: 550 {status} User unknown\n" for r in recipients)
+        + f"\n--{boundary}\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.net\n" + blocks + f"\n--{boundary}--\n"
+    )
+    return text.replace("\n", "\r\n").encode("ascii")
+
+
+def nested(depth: int, inner: bytes = b"") -> bytes:
+    """A message whose multiparts nest `depth` deep."""
+    head = b"From: x@example.net\r\nTo: y@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\nhello" + inner + closing

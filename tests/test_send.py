@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -181,12 +180,6 @@ def test_unsubscribe_during_a_send_is_honoured(project: Path, run: Cli) -> None:
 # -- SMTP ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
-
-
 def smtp_env(server: SmtpServer) -> dict[str, str]:
     return {
         "MAILER_PROVIDER": "smtp",
@@ -251,12 +244,6 @@ def test_smtp_unreachable_stops_with_everything_pending(run: Cli, project: Path)
 
 
 # -- SendGrid -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[SendGridServer]:
-    with SendGridServer() as server:
-        yield server
 
 
 def sg_env(server: SendGridServer, **more: str) -> dict[str, str]:
@@ -473,7 +460,7 @@ def test_sendgrid_request_covers_every_placeholder_the_templates_use(
     from mailer.content.render import Renderer
     from mailer.delivery.mailing import IssueMailing
     from mailer.models import Recipient
-    from mailer.providers.sendgrid import TEXT_KEYS, build_request
+    from mailer.providers.sendgrid.body import TEXT_KEYS, build_request
 
     txt = project / "templates" / "newsletter.txt.j2"
     txt.write_text("Hi {{ name }}!\n" + txt.read_text())  # name in the text part only

@@ -15,7 +15,7 @@ from mailer.config import load_settings
 from mailer.content.placeholders import TOKENS
 from mailer.delivery.mailing import IssueMailing
 from mailer.models import ONE_CLICK, Recipient, Snapshot
-from mailer.providers.sendgrid import build_body
+from mailer.providers.sendgrid.body import build_body
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 tricky = st.sampled_from(

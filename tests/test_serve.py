@@ -197,34 +197,64 @@ def confirm_links(project: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("suppressed", ["unsubscribed", "bounced", "complained"])
 def test_coming_back_takes_a_fresh_confirmation(
-    client: TestClient, settings: Settings, store: Store, project: Path, suppressed: str
+    client: TestClient, settings: Settings, store: Store, project: Path
 ) -> None:
     """'Subscribe again' sends a confirmation; only its link makes the person active."""
+    ann = store.subscribers.add("ann@example.com")[0]
+    path = url_for(settings, store, "ann@example.com")
+    r = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert store.subscribers.require("ann@example.com").status == "unsubscribed"
+    action = re.search(r'action="(/resubscribe/[^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    r = client.post(action, headers={"User-Agent": "TestBrowser/1"})
+    assert r.status_code == 200 and "confirmation email is on its way" in r.text
+    drain(client)
+    assert store.subscribers.require("ann@example.com").status == "unsubscribed"  # not yet
+    (link,) = confirm_links(project)
+    r = client.post(link, headers={"User-Agent": "UA/2"})
+    assert r.status_code == 200 and "You are subscribed" in r.text
+    s = store.subscribers.require("ann@example.com")
+    assert s.status == "active" and s.consent_source == "web:confirm" and s.id == ann.id
+    # the link is used up: after another unsubscribe it brings nobody back
+    client.post(path, data={"List-Unsubscribe": "One-Click"})
+    r = client.post(link)
+    assert r.status_code == 410 and "expired" in r.text
+    assert store.subscribers.require("ann@example.com").status == "unsubscribed"
+
+
+@pytest.mark.parametrize("suppressed", ["bounced", "complained"])
+def test_bounced_or_complained_come_back_only_by_the_form(
+    client: TestClient, settings: Settings, store: Store, project: Path, suppressed: str
+) -> None:
+    """No button in an old email brings back a bounced or complained reader: whoever holds
+    the email could press it. A new sign-up on the form (a new consent, confirmed) does."""
     from mailer.models import Actor, SubscriberStatus
+    from mailer.tokens import resubscribe_signer
 
     ann = store.subscribers.add("ann@example.com")[0]
     path = url_for(settings, store, "ann@example.com")
     store.subscribers.set_status(ann.id, SubscriberStatus(suppressed), Actor.PROVIDER, "test")
     r = client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 200 and "You are unsubscribed" in r.text
-    assert store.subscribers.require("ann@example.com").status == suppressed  # not downgraded
-    action = re.search(r'action="(/resubscribe/[^"]+)"', r.text).group(1)  # type: ignore[union-attr]
-    r = client.post(action, headers={"User-Agent": "TestBrowser/1"})
+    assert "/resubscribe/" not in r.text and "Subscribe again" not in r.text
+    assert "/resubscribe/" not in client.get(path).text
+    # a "Subscribe again" link kept from before the bounce mails nothing
+    old_button = f"/resubscribe/{resubscribe_signer(settings.secret_key).sign(ann.id, ann.nonce)}"
+    r = client.post(old_button)
+    assert r.status_code == 200 and "confirmation email is on its way" not in r.text
+    drain(client)
+    assert confirm_links(project) == []
+    assert store.subscribers.require("ann@example.com").status == suppressed
+    # the form: a confirmation, and its link brings them back
+    r = client.post("/subscribe", data={"email": "ann@example.com"})
     assert r.status_code == 200 and "confirmation email is on its way" in r.text
     drain(client)
-    assert store.subscribers.require("ann@example.com").status == suppressed  # not yet
     (link,) = confirm_links(project)
-    r = client.post(link, headers={"User-Agent": "UA/2"})
-    assert r.status_code == 200 and "You are subscribed" in r.text
+    assert store.subscribers.require("ann@example.com").status == suppressed  # not yet
+    assert client.post(link, headers={"User-Agent": "UA/2"}).status_code == 200
     s = store.subscribers.require("ann@example.com")
     assert s.status == "active" and s.consent_source == "web:confirm"
-    # the link is used up: after another unsubscribe it brings nobody back
-    client.post(path, data={"List-Unsubscribe": "One-Click"})
-    r = client.post(link)
-    assert r.status_code == 410 and "expired" in r.text
-    assert store.subscribers.require("ann@example.com").status == "unsubscribed"
 
 
 def test_double_opt_in(client: TestClient, settings: Settings, store: Store, project: Path) -> None:

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from mailer.config import load_settings
-from mailer.providers.sendgrid_events import parse
+from mailer.feedback.apply import Rules, apply_batch
+from mailer.providers.sendgrid.webhook import parse
 from mailer.store import open_store
 from tests.conftest import Cli, write
 from tests.servers import SendGridServer
 
 ISSUE = "issues/2026-11-20-weekly.md"
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[SendGridServer]:
-    with SendGridServer() as server:
-        yield server
 
 
 def env(server: SendGridServer) -> dict[str, str]:
@@ -143,7 +135,7 @@ def test_report_counts_unique_events_and_top_links(run: Cli, project: Path) -> N
                 "mailer_subscriber": ids["c@example.com"],
             },
         ]
-        store.events.apply(parse(json.dumps(raw).encode())[0])
+        apply_batch(store.engine, parse(json.dumps(raw).encode())[0], Rules())
     r = json.loads(run("report", str(project / ISSUE), "--json").output)
     assert (
         r["recipients"],

@@ -240,7 +240,8 @@ def test_message_ids_differ_across_projects(tmp_path: Path, db_url: str) -> None
         assert run("send", str(root / ISSUE), "--yes").exit_code == 0
         (eml,) = emls(root)
         ids.append(parse(eml)["Message-ID"])
-    assert ids[0] != ids[1] and all(re.fullmatch(r"<[0-9a-f]{16}\.1@example\.com>", i) for i in ids)
+    # opaque (sealed: no subscriber id shows), and different in every project
+    assert ids[0] != ids[1] and all(re.fullmatch(r"<[0-9a-f]{56}@example\.com>", i) for i in ids)
 
 
 # -- 3. identities never reused --------------------------------------------------------
@@ -442,23 +443,20 @@ def test_erase_removes_events_and_deliveries_but_keeps_the_numbers(project: Path
     with open_store(settings) as store:
         ann = store.subscribers.require("ann@example.com")
         issue_id = int(store.ledger.find("2026-11-20-weekly")["id"])  # type: ignore[index]
-        from mailer.models import DeliveryEvent, EventType
+        from mailer.feedback.apply import Rules, apply_batch
+        from mailer.models import DeliveryEvent, EventType, Proof, Source
 
-        store.events.apply(
-            [
-                DeliveryEvent(
-                    EventType.OPENED,
-                    "o1",
-                    "ann@example.com",
-                    issue_id,
-                    ann.id,
-                    __import__("datetime").datetime.now(__import__("datetime").UTC),
-                    None,
-                    None,
-                    {"ip": "203.0.113.9", "useragent": "Mozilla/5.0"},
-                )
-            ]
+        opened = DeliveryEvent(
+            EventType.OPENED,
+            Source.SENDGRID,
+            Proof.PROVIDER,
+            "o1",
+            "ann@example.com",
+            ann.id,
+            issue_id,
+            data={"ip": "203.0.113.9", "useragent": "Mozilla/5.0"},
         )
+        apply_batch(store.engine, [opened], Rules())
     before = json.loads(run("report", str(project / ISSUE), "--json").output)
     assert run("subscribers", "erase", "ann@example.com", "--yes").exit_code == 0
     with open_store(settings) as store, store.engine.connect() as conn:
@@ -536,7 +534,7 @@ def test_an_outbox_that_cannot_be_written_leaves_everyone_pending(project: Path,
 def test_sendgrid_429s_do_not_use_up_the_retries(
     project: Path, run: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mailer.providers.sendgrid as sendgrid
+    import mailer.providers.sendgrid.api as sendgrid
 
     monkeypatch.setattr(sendgrid, "_reset_wait", lambda headers: 0.01)
     add_list(run, "a@example.com")
@@ -581,6 +579,7 @@ LAYERS = {
     "cli": 4,
     "web": 4,
     "delivery": 3,
+    "feedback": 3,
     "content": 2,
     "providers": 2,
     "store": 2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -410,16 +411,17 @@ def sync(obj: Obj, dry_run: bool) -> None:
     Example:
       mailer suppressions sync
     """
-    from mailer.delivery.suppressions import sync as core_sync
+    from mailer.feedback.sync import sync as core_sync
 
     results = core_sync(obj.settings(), dry_run)
     verb = "would change" if dry_run else "changed"
     for name, r in results.items():
         click.echo(
-            f"{name}: {r.fetched} at SendGrid, {verb} {len(r.changed)}, already suppressed {r.already}, not on the list {r.unknown}"
+            f"{name}: {r.fetched} at SendGrid, {verb} {len(r.changed)}, already suppressed "
+            f"{r.already}, not on the list {r.unknown}"
         )
         for email in r.changed[:50]:
-            click.echo(f"  {email}")
+            click.echo(f"  {safe(email)}")
 
 
 @cli.group()
@@ -436,31 +438,50 @@ def bounces() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would change; change and move nothing.")
 @pass_obj
 def fetch(obj: Obj, dry_run: bool) -> None:
-    """Read bounce_imap_url: hard bounces and complaints suppress the address, soft bounces
-    count (soft_bounce_limit issues in a row suppress it); handled messages move to
-    bounce_processed_folder, anything else stays and is listed.
+    """Read bounce_imap_url and apply the reports that prove whom they concern: hard
+    bounces and complaints suppress the address, soft bounces count (soft_bounce_limit
+    issues in a row suppress it). Handled reports move to bounce_processed_folder; reports
+    that prove nothing (naming only an address, or forged) to bounce_unmatched_folder, each
+    listed with why; other mail stays, listed once.
 
     \b
     Example:
       MAILER_BOUNCE_IMAP_PASSWORD=... mailer bounces fetch
     """
-    from mailer.delivery.bounces import fetch as core_fetch
+    from mailer.feedback.apply import Outcome
+    from mailer.feedback.mailbox import fetch as core_fetch
 
-    r = core_fetch(obj.settings(), dry_run)
+    settings = obj.settings()
+    r = core_fetch(settings, dry_run)
+    if r.busy:
+        click.echo(f"another fetch of this mailbox is running ({safe(r.busy)}); nothing done")
+        return
     o = r.outcomes
+    changed = Counter(status.value for _, status in r.changes)
     verb = "would be" if dry_run else "were"
     click.echo(
-        f"{r.messages} message(s): {o['bounced']} {verb} marked bounced, {o['complained']} "
-        f"complained, {o['soft']} soft bounce(s) counted, {o['unsubscribed']} unsubscribed by "
-        f"mail, {o['unknown']} for addresses not on the list, "
-        f"{o['duplicate'] + o['unchanged']} already applied"
+        f"{r.messages} new message(s): {changed['bounced']} {verb} marked bounced, "
+        f"{changed['complained']} complained, {o[Outcome.SOFT]} soft bounce(s) counted, "
+        f"{changed['unsubscribed']} unsubscribed by mail, "
+        f"{o[Outcome.DUPLICATE] + o[Outcome.UNCHANGED]} already applied, "
+        f"{o[Outcome.UNKNOWN]} for no one on the list, {o[Outcome.UNPROVEN]} unproven"
     )
-    for address, outcome in r.changes[:50]:
-        click.echo(f"  {safe(address)}: {outcome}")
+    for address, status in r.changes[:50]:
+        click.echo(f"  {safe(address)}: {status.value}")
     if not dry_run:
-        click.echo(f"moved {r.moved} to {obj.settings().bounce_processed_folder}")
+        click.echo(f"moved {r.moved} to {settings.bounce_processed_folder}")
+    where = "would move" if dry_run else "moved"
+    for uid, address, why in r.unmatched:
+        click.echo(
+            f"  unproven, {where} to {settings.bounce_unmatched_folder}: message {uid}"
+            f"{': ' + safe(address) if address else ''}: {why}"
+        )
     for uid, why in r.left:
-        click.echo(f"  left in the mailbox: message {uid}: {why}")
+        click.echo(f"  left in the mailbox: message {uid}: {safe(why)}")
+    if r.known:
+        click.echo(
+            f"{r.known} message(s) listed by an earlier fetch stay in the mailbox, not read again"
+        )
 
 
 @cli.group()

@@ -3,7 +3,10 @@
 SendGrid signs with the domain authenticated there. The key is read and checked once, at
 start; a recipient then costs one body hash and one RSA signature (dkimpy). The signed
 headers include the one-click ones: Gmail and Yahoo require List-Unsubscribe and
-List-Unsubscribe-Post to be covered by the signature.
+List-Unsubscribe-Post to be covered by the signature. The headers a reader acts on are
+over-signed (RFC 6376 §8.15): named once more in h= than they occur, so a second copy
+prepended after signing (a forged From, a List-Unsubscribe pointing elsewhere) breaks
+the signature instead of being shown.
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ SIGNED_HEADERS = (
     b"mime-version",
     b"content-type",
 )
+OVERSIGNED = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+)
 
 
 class DkimSigner:
@@ -46,7 +58,7 @@ class DkimSigner:
             self.selector,
             self.domain,
             self.key,
-            include_headers=list(SIGNED_HEADERS),
+            include_headers=[*SIGNED_HEADERS, *OVERSIGNED],
             # relaxed headers survive refolding; our bodies are QP or base64 with CRLF and
             # no trailing spaces, so simple body canonicalization holds and costs far less.
             canonicalize=(b"relaxed", b"simple"),

@@ -24,7 +24,11 @@ from mailer.delivery.message import (
 )
 from mailer.models import Recipient, Snapshot
 from mailer.tokens import (
+    MAILTO,
+    VERP,
+    Sealer,
     TokenSigner,
+    message_id_token,
     unsubscribe_prefix,
     unsubscribe_signer,
     unsubscribe_token,
@@ -98,7 +102,7 @@ class IssueMailing:
         self.base_url = settings.base_url or "https://example.invalid"
         self.unsubscribe_prefix = unsubscribe_prefix(self.base_url)
         self.signer: TokenSigner = unsubscribe_signer(settings.secret_key or PREVIEW_SECRET)
-        self.secret_key = settings.secret_key or PREVIEW_SECRET
+        self.sealer = Sealer(settings.secret_key or PREVIEW_SECRET)
         self.bounce_address = settings.bounce_address
         # A mailto: unsubscribe only where `mailer bounces fetch` reads the mailbox.
         self.mailto_unsubscribe = bool(settings.bounce_address and settings.bounce_imap_url)
@@ -143,12 +147,15 @@ class IssueMailing:
         """bounces+u.TOKEN@domain: a mail to it unsubscribes r (read by bounces fetch)."""
         if not self.mailto_unsubscribe or r.key <= 0 or self.issue_id <= 0:
             return ""
-        token = "u." + verp_token(self.secret_key, r.key, self.issue_id)
+        token = "u." + verp_token(self.sealer, MAILTO, r.key, self.issue_id)
         return verp_address(self.bounce_address, token)
 
     def message_id(self, r: Recipient) -> str:
-        who = f"{r.key:x}" if r.key >= 0 else f"t{-r.key:x}"
-        return f"<{self.nonce}.{who}@{self.domain}>"
+        """A ledger message's id is sealed (no subscriber id shows, and a report that quotes
+        it proves whom it concerns); an ad-hoc mail's is random."""
+        if self.adhoc or r.key <= 0:
+            return f"<{self.nonce}.t{abs(r.key):x}@{self.domain}>"
+        return f"<{message_id_token(self.sealer, self.nonce, r.key)}@{self.domain}>"
 
     def parts(self, r: Recipient) -> tuple[str, str, str]:
         """(html, text, unsubscribe URL) for one recipient."""
@@ -163,7 +170,9 @@ class IssueMailing:
             return self.from_email
         if r.key <= 0 or self.issue_id <= 0:
             return self.bounce_address
-        return verp_address(self.bounce_address, verp_token(self.secret_key, r.key, self.issue_id))
+        return verp_address(
+            self.bounce_address, verp_token(self.sealer, VERP, r.key, self.issue_id)
+        )
 
     def message(self, r: Recipient) -> bytes:
         # Templates, headers and the other values are CRLF-clean by construction (names

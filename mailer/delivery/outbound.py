@@ -15,6 +15,7 @@ from mailer.delivery.confirm import send_confirmation
 from mailer.errors import MailerError
 from mailer.models import SubscriberStatus
 from mailer.store import Store
+from mailer.store.owners import new_owner
 from mailer.store.queue import Job
 from mailer.store.subscribers import Subscriber
 from mailer.tokens import confirm_signer
@@ -22,10 +23,19 @@ from mailer.tokens import confirm_signer
 log = logging.getLogger("mailer.outbound")
 POLL = 5.0  # seconds between looks for retries that came due
 
-# Who a confirmation goes to. A sign-up from the public form: someone new, still pending, or
-# who unsubscribed; never an active address (nothing to confirm) nor a bounced or complained
-# one, which comes back only through a link in their own mail (the "confirm" kind).
-FORM_MAY_CONFIRM = frozenset({SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED})
+# Who a confirmation goes to. A sign-up on the public form (a new consent): anyone but an
+# active address (nothing to confirm); bounced and complained people come back only this
+# way. The "Subscribe again" button on the page of an old email's link: only someone who
+# unsubscribed; never a bounced or complained address (whoever holds the email could press it).
+FORM_MAY_CONFIRM = frozenset(
+    {
+        SubscriberStatus.PENDING,
+        SubscriberStatus.UNSUBSCRIBED,
+        SubscriberStatus.BOUNCED,
+        SubscriberStatus.COMPLAINED,
+    }
+)
+MAY_RESUBSCRIBE = frozenset({SubscriberStatus.UNSUBSCRIBED})
 
 
 class Outbound:
@@ -36,6 +46,7 @@ class Outbound:
         self.lock = threading.Lock()  # one drain at a time in this process
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.owner = new_owner()
 
     def notify(self) -> None:
         self.wake.set()
@@ -44,14 +55,13 @@ class Outbound:
         """Send everything due now; how many queued mails were handled."""
         handled = 0
         with self.lock:
-            while jobs := self.store.queue.claim():
-                for job in jobs:
-                    try:
-                        self._one(job)
-                    except Exception as e:  # one job's surprise must not strand the others
-                        log.error("mail queue: %s", type(e).__name__)
-                        self.store.queue.later(job, type(e).__name__)
-                    handled += 1
+            while not self.stopping.is_set() and (job := self.store.queue.claim(self.owner)):
+                try:
+                    self._one(job)
+                except Exception as e:  # one job's surprise must not strand the others
+                    log.error("mail queue: %s", type(e).__name__)
+                    self.store.queue.later(job, type(e).__name__)
+                handled += 1
         return handled
 
     def run(self) -> None:
@@ -100,7 +110,7 @@ class Outbound:
             return s if s.status in FORM_MAY_CONFIRM else None
         if job.kind == "confirm" and job.subscriber_id is not None:
             s2 = subscribers.by_id(job.subscriber_id)
-            return s2 if s2 is not None and s2.status != SubscriberStatus.ACTIVE else None
+            return s2 if s2 is not None and s2.status in MAY_RESUBSCRIBE else None
         return None
 
     def _confirm(self, s: Subscriber) -> None:

@@ -17,7 +17,7 @@ def make_provider(settings: Settings) -> Any:
 
         return SmtpProvider(settings)
     if settings.provider == "sendgrid":
-        from mailer.providers.sendgrid import SendGridProvider
+        from mailer.providers.sendgrid.provider import SendGridProvider
 
         return SendGridProvider(settings)
     from mailer.providers.outbox import OutboxProvider

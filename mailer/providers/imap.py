@@ -1,5 +1,6 @@
 """The bounce mailbox over IMAP (imapclient): TLS by default, read without marking, moved
-to a folder once handled, never deleted."""
+to a folder once handled, never deleted. Sizes are asked before bodies, so a message too
+large to read is never downloaded."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from mailer.config import Settings
 from mailer.errors import ConfigError, DeliveryError
 
-BATCH = 50
+BATCH_BYTES = 8 * 1024 * 1024  # bodies fetched in one FETCH, at most about this much
 
 
 class Mailbox:
@@ -23,8 +24,11 @@ class Mailbox:
         self.where = f"{url.hostname}:{url.port or (993 if url.scheme == 'imaps' else 143)}"
         self.url = url
         self.folder = unquote(url.path.lstrip("/")) or "INBOX"
+        # What names this mailbox for the UIDs remembered from it.
+        self.key = f"{unquote(url.username or '')}@{self.where}/{self.folder}"[:300]
         self.settings = settings
         self.client: Any = None
+        self.validity = 0  # the folder's UIDVALIDITY, once selected
 
     def __enter__(self) -> Mailbox:
         import imapclient
@@ -66,7 +70,8 @@ class Mailbox:
             if not implicit:
                 client.starttls(context)
             client.login(unquote(url.username or ""), s.bounce_imap_password)
-            client.select_folder(self.folder)
+            selected = client.select_folder(self.folder)
+            self.validity = int(selected.get(b"UIDVALIDITY", 0))
         except BaseException:
             with contextlib.suppress(Exception):
                 client.shutdown()
@@ -82,27 +87,67 @@ class Mailbox:
             with contextlib.suppress(Exception):  # already gone: nothing to tidy
                 client.logout()
 
-    def messages(self) -> Iterator[tuple[int, bytes]]:
-        """(uid, raw bytes) of every message in the folder, read with BODY.PEEK (unmarked)."""
+    def uids(self) -> list[int]:
+        return sorted(int(u) for u in self._client().search("ALL"))
+
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        """RFC822.SIZE of each message, without downloading any."""
+        if not uids:
+            return {}
+        fetched = self._client().fetch(uids, ["RFC822.SIZE"])
+        return {int(uid): int(data.get(b"RFC822.SIZE", 0)) for uid, data in fetched.items()}
+
+    def bodies(self, sizes: dict[int, int]) -> Iterator[tuple[int, bytes]]:
+        """(uid, raw bytes) of these messages, read with BODY.PEEK (unmarked), a few
+        megabytes a FETCH."""
         client = self._client()
-        uids = sorted(client.search("ALL"))
-        for i in range(0, len(uids), BATCH):
-            fetched = client.fetch(uids[i : i + BATCH], ["BODY.PEEK[]"])
-            for uid in uids[i : i + BATCH]:
-                data = fetched.get(uid, {})
-                raw = data.get(b"BODY[]")
-                if isinstance(raw, bytes):
-                    yield uid, raw
+        batch: list[int] = []
+        total = 0
+        for uid in sorted(sizes):
+            batch.append(uid)
+            total += sizes[uid]
+            if total >= BATCH_BYTES:
+                yield from self._fetch(client, batch)
+                batch, total = [], 0
+        yield from self._fetch(client, batch)
+
+    @staticmethod
+    def _fetch(client: Any, uids: list[int]) -> Iterator[tuple[int, bytes]]:
+        if not uids:
+            return
+        fetched = client.fetch(uids, ["BODY.PEEK[]"])
+        for uid in uids:
+            raw = fetched.pop(uid, {}).get(b"BODY[]")
+            if isinstance(raw, bytes):
+                yield uid, raw
+
+    def flag(self, uids: list[int]) -> None:
+        """Star them for a human (\\Flagged), who will find them in any mail client."""
+        if uids:
+            self._client().add_flags(uids, [b"\\Flagged"])
 
     def move(self, uids: list[int], folder: str) -> None:
         """To `folder` (created if missing): MOVE where offered, else COPY then expunge."""
         if not uids:
             return
+        import imapclient
+
         client = self._client()
         if not client.folder_exists(folder):
-            client.create_folder(folder)
+            try:
+                client.create_folder(folder)
+            except imapclient.exceptions.IMAPClientError:
+                if not client.folder_exists(folder):  # else another fetch made it meanwhile
+                    raise
         if client.has_capability("MOVE"):
-            client.move(uids, folder)
+            try:
+                client.move(uids, folder)
+            except imapclient.exceptions.IMAPClientError:
+                # Another fetch (a second `mailer serve`) moved some of them first: move
+                # the ones still here; an error now is real.
+                here = sorted(set(uids) & set(self.uids()))
+                if here:
+                    client.move(here, folder)
             return
         client.copy(uids, folder)
         client.delete_messages(uids)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from mailer.store.archive import Archive
     from mailer.store.events import Events
     from mailer.store.ledger import Ledger
+    from mailer.store.mailbox import Examined
+    from mailer.store.owners import Leases
     from mailer.store.queue import MailQueue
     from mailer.store.subscribers import Subscribers
 
@@ -54,6 +56,18 @@ class Store:
         from mailer.store.archive import Archive
 
         return Archive(self.engine)
+
+    @property
+    def leases(self) -> Leases:
+        from mailer.store.owners import Leases
+
+        return Leases(self.engine)
+
+    @property
+    def examined(self) -> Examined:
+        from mailer.store.mailbox import Examined
+
+        return Examined(self.engine)
 
     @property
     def events(self) -> Events:

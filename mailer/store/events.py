@@ -1,31 +1,173 @@
-"""Applying delivery events: record once, suppress addresses, settle ambiguous sends."""
+"""The events table and the lookups reports need, a batch at a time.
+
+What a report may do is decided in feedback/; this module only reads and writes: which
+event ids are recorded already, who the ids and addresses of a batch are, which issues
+exist, whether the ledger sent a person an issue, the events themselves (one statement a
+batch, duplicates dropped by the unique key), soft-bounce streaks, and settling
+ambiguous recipients that a provider says it took.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
-from mailer import addresses
-from mailer.models import Actor, DeliveryEvent, EventType, RecipientState, SubscriberStatus
-from mailer.store.schema import events, issues, recipients, subscribers
+from mailer.models import Actor, BatchState, EventType, RecipientState, SubscriberStatus
+from mailer.store.batch import insert_many, one_of
+from mailer.store.schema import batches, events, issues, recipients, subscribers
 from mailer.store.subscribers import change_status, now
 
-STATUS_FOR = {
-    EventType.BOUNCED: SubscriberStatus.BOUNCED,
-    EventType.COMPLAINED: SubscriberStatus.COMPLAINED,
-    EventType.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
-}
+
+def keys_by_id(conn: sa.Connection, ids: Collection[int]) -> dict[int, str]:
+    """{subscriber id: address key} for the ids that exist."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(subscribers.c.id, subscribers.c.email_key).where(
+            one_of(conn, subscribers.c.id, ids)
+        )
+    )
+    return dict(rows.all())
 
 
-@dataclass
-class Applied:
-    recorded: int = 0
-    duplicates: int = 0
-    suppressed: int = 0
-    settled: int = 0  # ambiguous recipients now known to be sent
-    rejected: int = 0  # the database would not store it (each event stands alone)
+def ids_by_key(conn: sa.Connection, keys: Collection[str]) -> dict[str, int]:
+    """{address key: subscriber id} for the addresses on the list."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        sa.select(subscribers.c.email_key, subscribers.c.id).where(
+            one_of(conn, subscribers.c.email_key, keys)
+        )
+    )
+    return dict(rows.all())
+
+
+def existing_issues(conn: sa.Connection, ids: Collection[int]) -> set[int]:
+    if not ids:
+        return set()
+    return set(conn.execute(sa.select(issues.c.id).where(one_of(conn, issues.c.id, ids))).scalars())
+
+
+def issues_by_nonce(conn: sa.Connection, nonces: Collection[str]) -> dict[str, int]:
+    """{Message-ID nonce: issue id}."""
+    if not nonces:
+        return {}
+    rows = conn.execute(
+        sa.select(issues.c.message_nonce, issues.c.id).where(
+            one_of(conn, issues.c.message_nonce, nonces)
+        )
+    )
+    return dict(rows.all())
+
+
+# States in which a message may have reached the person: what a report can concern.
+_WENT_OUT = (RecipientState.SENT, RecipientState.AMBIGUOUS, RecipientState.REQUESTING)
+
+
+def was_sent(conn: sa.Connection, issue_id: int, subscriber_id: int) -> bool:
+    """Did the ledger send (or may it have sent) this issue to this person?"""
+    state = conn.execute(
+        sa.select(recipients.c.state).where(
+            recipients.c.issue_id == issue_id, recipients.c.subscriber_id == subscriber_id
+        )
+    ).scalar()
+    return state in _WENT_OUT
+
+
+def recorded(conn: sa.Connection, event_ids: Collection[str]) -> set[str]:
+    """Which of these provider event ids are recorded already."""
+    if not event_ids:
+        return set()
+    column = events.c.provider_event_id
+    return set(conn.execute(sa.select(column).where(one_of(conn, column, event_ids))).scalars())
+
+
+# An event as `record` takes it: values in this order.
+COLUMNS = ("provider_event_id", "issue_id", "subscriber_id", "type", "at", "url", "data")
+
+
+def record(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+    """Insert events (values in COLUMNS order), a statement for the lot, and return the
+    provider ids that were recorded before (replays: their rows are not inserted again).
+
+    A batch of new events, the common case, costs the insert alone: the database's count
+    of the rows it inserted says they all went in. Only when it does not, the insert is
+    rolled back to a savepoint, the ids recorded before are looked up, and the rest go in.
+    """
+    if not rows:
+        return set()
+    key = events.c.provider_event_id
+    with conn.begin_nested() as savepoint:
+        if insert_many(conn, events, COLUMNS, rows, skip_conflicts_on=key) == len(rows):
+            return set()
+        savepoint.rollback()
+    before = recorded(conn, {r[0] for r in rows if r[0] is not None})
+    # One that another server records meanwhile is dropped by the unique key.
+    insert_many(conn, events, COLUMNS, [r for r in rows if r[0] not in before], key)
+    return before
+
+
+def soft_streak(conn: sa.Connection, subscriber_id: int, limit: int) -> bool:
+    """Did each of the last `limit` issues sent to this person bounce (softly or not)?"""
+    last = (
+        conn.execute(
+            sa.select(recipients.c.issue_id)
+            .where(
+                recipients.c.subscriber_id == subscriber_id,
+                recipients.c.state == RecipientState.SENT,
+            )
+            .order_by(recipients.c.issue_id.desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    if len(last) < limit:
+        return False
+    bounced = conn.execute(
+        sa.select(sa.func.count(sa.distinct(events.c.issue_id))).where(
+            events.c.subscriber_id == subscriber_id,
+            events.c.issue_id.in_(last),
+            events.c.type.in_([EventType.SOFT_BOUNCED.value, EventType.BOUNCED.value]),
+        )
+    ).scalar()
+    return int(bounced or 0) == limit
+
+
+# Batches that may hold an ambiguous recipient: a batch settled sent or failed holds none.
+_UNSETTLED = (BatchState.AMBIGUOUS, BatchState.PENDING, BatchState.CLAIMED, BatchState.REQUESTING)
+
+
+def settle(conn: sa.Connection, issue_id: int, subscriber_ids: Iterable[int], why: str) -> int:
+    """Ambiguous recipients of an issue that the provider says it took are sent after all.
+    An issue whose batches all settled sent or failed (almost every one) costs one
+    indexed look."""
+    if not conn.execute(
+        sa.select(batches.c.id)
+        .where(batches.c.issue_id == issue_id, batches.c.state.in_(_UNSETTLED))
+        .limit(1)
+    ).first():
+        return 0
+    return int(
+        conn.execute(
+            recipients.update()
+            .where(
+                recipients.c.issue_id == issue_id,
+                one_of(conn, recipients.c.subscriber_id, set(subscriber_ids)),
+                recipients.c.state == RecipientState.AMBIGUOUS,
+            )
+            .values(state=RecipientState.SENT, error=why[:500])
+        ).rowcount
+    )
+
+
+def suppress(
+    conn: sa.Connection, subscriber_id: int, status: SubscriberStatus, reason: str
+) -> bool:
+    """A machine's report raises a suppression, under the one status policy."""
+    return change_status(conn, subscriber_id, status, Actor.PROVIDER, reason)
 
 
 class Events:
@@ -57,206 +199,3 @@ class Events:
                     )
                 )
         return changed
-
-    def apply(self, batch: Iterable[DeliveryEvent], source: str = "sendgrid") -> Applied:
-        result = Applied()
-        with self.engine.begin() as conn:
-            for event in batch:
-                try:
-                    with conn.begin_nested():  # one event's failure undoes only that event
-                        self._one(conn, event, source, result)
-                except (sa.exc.DataError, sa.exc.IntegrityError, ValueError, TypeError):
-                    result.rejected += 1  # the database would not take it: NUL, range...
-        return result
-
-    def _one(self, conn: sa.Connection, e: DeliveryEvent, source: str, result: Applied) -> None:
-        if (
-            e.provider_event_id is not None
-            and conn.execute(
-                sa.select(events.c.id).where(events.c.provider_event_id == e.provider_event_id)
-            ).first()
-        ):
-            result.duplicates += 1
-            return
-        sid = self._subscriber(conn, e)
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    events.insert().values(
-                        provider_event_id=e.provider_event_id,
-                        issue_id=e.issue_id,
-                        subscriber_id=sid,
-                        type=e.type.value,
-                        at=e.at,
-                        url=e.url,
-                        data={k: v for k, v in e.raw.items() if k not in ("email",)},
-                    )
-                )
-        except sa.exc.IntegrityError:  # another server recorded it a moment ago
-            result.duplicates += 1
-            return
-        result.recorded += 1
-        if sid is None:
-            return
-        new = STATUS_FOR.get(e.suppress) if e.suppress else None
-        if new is not None and change_status(
-            conn, sid, new, Actor.PROVIDER, f"{source}: {e.type.value}"
-        ):
-            result.suppressed += 1
-        if e.type in (EventType.PROCESSED, EventType.DELIVERED) and e.issue_id is not None:
-            settled = conn.execute(
-                recipients.update()
-                .where(
-                    recipients.c.issue_id == e.issue_id,
-                    recipients.c.subscriber_id == sid,
-                    recipients.c.state == RecipientState.AMBIGUOUS,
-                )
-                .values(state=RecipientState.SENT, error=f"confirmed by {source} {e.type.value}")
-            ).rowcount
-            result.settled += settled
-
-    def _subscriber(self, conn: sa.Connection, e: DeliveryEvent) -> int | None:
-        """By the id we put in custom_args, checked against the address; else by address."""
-        key = None
-        try:
-            key = addresses.key(addresses.normalize(e.email)) if e.email else None
-        except addresses.InvalidAddress:
-            key = None
-        if e.subscriber_id is not None:
-            row = conn.execute(
-                sa.select(subscribers.c.id, subscribers.c.email_key).where(
-                    subscribers.c.id == e.subscriber_id
-                )
-            ).first()
-            if row is not None and (key is None or row.email_key == key):
-                return int(row.id)
-        if key is None:
-            return None
-        found = conn.execute(
-            sa.select(subscribers.c.id).where(subscribers.c.email_key == key)
-        ).scalar()
-        return int(found) if found is not None else None
-
-
-@dataclass(frozen=True)
-class Bounce:
-    """One finding of a bounce or complaint report, as the store applies it."""
-
-    event_id: str  # stable for the report and the address: a second run is a duplicate
-    kind: str  # "hard", "soft" or "complaint"
-    subscriber_id: int | None
-    email: str | None
-    issue_id: int | None
-    message_nonce: str | None  # from our Message-ID: finds the issue
-    signed: bool = False  # subscriber_id came from a signed VERP address, not a quote
-
-
-BOUNCE_EVENT = {
-    "hard": EventType.BOUNCED,
-    "soft": EventType.SOFT_BOUNCED,
-    "complaint": EventType.COMPLAINED,
-    "unsubscribe": EventType.UNSUBSCRIBED,
-}
-
-
-def apply_bounce(conn: sa.Connection, b: Bounce, soft_limit: int) -> str:
-    """Record one finding and apply it through the status policy, in the caller's
-    transaction. Returns what happened: "duplicate", "unknown" (no such subscriber),
-    "bounced", "complained", "soft", or "unchanged"."""
-    if conn.execute(sa.select(events.c.id).where(events.c.provider_event_id == b.event_id)).first():
-        return "duplicate"
-    sid = _bounce_subscriber(conn, b)
-    issue_id = b.issue_id
-    if issue_id is None and b.message_nonce:
-        issue_id = conn.execute(
-            sa.select(issues.c.id).where(issues.c.message_nonce == b.message_nonce)
-        ).scalar()
-    elif (
-        issue_id is not None
-        and not conn.execute(sa.select(issues.c.id).where(issues.c.id == issue_id)).first()
-    ):
-        issue_id = None
-    kind = BOUNCE_EVENT[b.kind]
-    conn.execute(
-        events.insert().values(
-            provider_event_id=b.event_id,
-            issue_id=issue_id,
-            subscriber_id=sid,
-            type=kind.value,
-            at=now(),
-            data={"source": "imap", "kind": b.kind},
-        )
-    )
-    if sid is None:
-        return "unknown"
-    if b.kind == "unsubscribe":  # their mail to the List-Unsubscribe mailto: their own act
-        done = change_status(
-            conn, sid, SubscriberStatus.UNSUBSCRIBED, Actor.ONE_CLICK, "mailto unsubscribe"
-        )
-        return "unsubscribed" if done else "unchanged"
-    if b.kind == "complaint":
-        done = change_status(
-            conn, sid, SubscriberStatus.COMPLAINED, Actor.PROVIDER, "arf complaint"
-        )
-        return "complained" if done else "unchanged"
-    if b.kind == "hard":
-        done = change_status(
-            conn, sid, SubscriberStatus.BOUNCED, Actor.PROVIDER, "dsn: hard bounce"
-        )
-        return "bounced" if done else "unchanged"
-    if _soft_streak(conn, sid, soft_limit) and change_status(
-        conn,
-        sid,
-        SubscriberStatus.BOUNCED,
-        Actor.PROVIDER,
-        f"dsn: soft bounces on {soft_limit} issues in a row",
-    ):
-        return "bounced"
-    return "soft"
-
-
-def _bounce_subscriber(conn: sa.Connection, b: Bounce) -> int | None:
-    key = None
-    if b.email:
-        try:
-            key = addresses.key(addresses.normalize(b.email))
-        except addresses.InvalidAddress:
-            key = None
-    if b.subscriber_id is not None:
-        row = conn.execute(
-            sa.select(subscribers.c.id, subscribers.c.email_key).where(
-                subscribers.c.id == b.subscriber_id
-            )
-        ).first()
-        # A signed VERP address names the person outright. An id read from a quoted
-        # Message-ID anyone could write must agree with the failed address, if there is one.
-        if row is not None and (b.signed or key is None or row.email_key == key):
-            return int(row.id)
-    if key is None:
-        return None
-    found = conn.execute(sa.select(subscribers.c.id).where(subscribers.c.email_key == key)).scalar()
-    return int(found) if found is not None else None
-
-
-def _soft_streak(conn: sa.Connection, sid: int, limit: int) -> bool:
-    """Did each of the last `limit` issues sent to this person bounce (softly or not)?"""
-    last = (
-        conn.execute(
-            sa.select(recipients.c.issue_id)
-            .where(recipients.c.subscriber_id == sid, recipients.c.state == RecipientState.SENT)
-            .order_by(recipients.c.issue_id.desc())
-            .limit(limit)
-        )
-        .scalars()
-        .all()
-    )
-    if len(last) < limit:
-        return False
-    bounced = conn.execute(
-        sa.select(sa.func.count(sa.distinct(events.c.issue_id))).where(
-            events.c.subscriber_id == sid,
-            events.c.issue_id.in_(last),
-            events.c.type.in_([EventType.SOFT_BOUNCED.value, EventType.BOUNCED.value]),
-        )
-    ).scalar()
-    return int(bounced or 0) == limit

@@ -10,10 +10,7 @@ recovery turns into `ambiguous`: listed, never resent unless asked (--retry-ambi
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
-import socket
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from mailer.models import (
     Snapshot,
     SubscriberStatus,
 )
+from mailer.store.owners import new_owner, owner_is_dead
 from mailer.store.schema import batches, issue_versions, issues, recipients, subscribers
 from mailer.store.subscribers import change_status, erased_tally, now
 from mailer.tokens import issue_ref
@@ -122,38 +120,6 @@ _SETTLE = (
     .values(state=P("b_state"), lease_owner=None, lease_expires=None, updated_at=P("at"))
 )
 _SETTLE_WITH_ERROR = _SETTLE.values(error=P("b_error"))
-
-
-def new_owner() -> str:
-    """host:pid:nonce — lets a resumed sender on the same host take over a dead one's lease."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False  # another machine's sender: only its lease expiry tells
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """The mail queue: what the web pages promised to send, kept until it is sent.
 
-A row is claimed by pushing its `next_at` a lease ahead in the transaction that reads
-it, so several `mailer serve` processes never send one twice at once, and a process
-that dies with a claim leaves the row to be picked up when the lease runs out.
+A row is claimed one at a time (FOR UPDATE SKIP LOCKED on PostgreSQL) by pushing its
+`next_at` a lease ahead and naming its holder, so several `mailer serve` processes never
+send one twice at once. A holder that dies leaves its one row to another process: at once
+on the same host (its pid is gone), when the lease runs out on another. So a confirmation
+goes at least once, and twice only if it was the very mail in flight when its process
+died; a welcome goes through the ledger, exactly once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from mailer.store.owners import owner_is_dead
 from mailer.store.schema import mail_queue
 from mailer.store.subscribers import now
 
@@ -51,29 +55,41 @@ class MailQueue:
         with self.engine.begin() as conn:
             conn.execute(mail_queue.insert().values(created_at=at, next_at=at, **values))
 
-    def claim(self, limit: int = 20) -> list[Job]:
-        """Due rows, leased to the caller."""
+    def claim(self, owner: str) -> Job | None:
+        """The next due row, leased to `owner`, or None; a row whose holder died on this
+        host is due again at once."""
         at = now()
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(mail_queue)
-                .where(mail_queue.c.next_at <= at)
-                .order_by(mail_queue.c.id)
-                .limit(limit)
+            held = conn.execute(
+                sa.select(mail_queue.c.id, mail_queue.c.lease_owner)
+                .where(mail_queue.c.lease_owner.is_not(None), mail_queue.c.next_at > at)
                 .with_for_update(skip_locked=True)
             ).all()
-            if rows:
-                conn.execute(
-                    mail_queue.update()
-                    .where(mail_queue.c.id.in_([r.id for r in rows]))
-                    .values(next_at=at + LEASE)
-                )
-        return [
-            Job(
-                r.id, r.kind, r.email, r.name or "", r.ip, r.user_agent, r.subscriber_id, r.attempts
+            orphans = [r.id for r in held if owner_is_dead(r.lease_owner)]
+            row = conn.execute(
+                sa.select(mail_queue)
+                .where(sa.or_(mail_queue.c.next_at <= at, mail_queue.c.id.in_(orphans)))
+                .order_by(mail_queue.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                mail_queue.update()
+                .where(mail_queue.c.id == row.id)
+                .values(next_at=at + LEASE, lease_owner=owner)
             )
-            for r in rows
-        ]
+        return Job(
+            row.id,
+            row.kind,
+            row.email,
+            row.name or "",
+            row.ip,
+            row.user_agent,
+            row.subscriber_id,
+            row.attempts,
+        )
 
     def done(self, job: Job) -> None:
         with self.engine.begin() as conn:
@@ -90,7 +106,12 @@ class MailQueue:
             conn.execute(
                 mail_queue.update()
                 .where(mail_queue.c.id == job.id)
-                .values(attempts=attempts, next_at=now() + wait, last_error=error[:300])
+                .values(
+                    attempts=attempts,
+                    next_at=now() + wait,
+                    last_error=error[:300],
+                    lease_owner=None,
+                )
             )
         return True
 

@@ -151,12 +151,13 @@ events = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("provider_event_id", sa.String(200), unique=True),
-    sa.Column("issue_id", sa.Integer, index=True),
-    sa.Column("subscriber_id", sa.Integer, index=True),
+    sa.Column("issue_id", sa.Integer),
+    sa.Column("subscriber_id", sa.Integer),
     sa.Column("type", sa.String(20), nullable=False),
     sa.Column("at", UTC, nullable=False),
     sa.Column("url", sa.Text),
-    sa.Column("data", sa.JSON),
+    sa.Column("data", sa.JSON(none_as_null=True)),  # what else the report said worth keeping
+    sa.Index("ix_events_issue_subscriber", "issue_id", "subscriber_id"),
 )
 
 # Mail the web pages promised, sent after the response: the page answers the same, as fast,
@@ -175,5 +176,28 @@ mail_queue = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_at", UTC, nullable=False),
     sa.Column("last_error", sa.String(300)),
+    # host:pid:nonce of the process sending it: another takes over at once if it died
+    sa.Column("lease_owner", sa.String(200)),
     sa.Index("ix_mail_queue_next_at", "next_at"),
+)
+
+# Messages of the bounce mailbox examined and left there (not a report, too large...), by
+# UID under the mailbox's UIDVALIDITY: listed once, never downloaded again.
+mailbox_uids = sa.Table(
+    "mailbox_uids",
+    metadata,
+    sa.Column("mailbox", sa.String(300), primary_key=True),
+    sa.Column("uidvalidity", sa.BigInteger, primary_key=True),
+    sa.Column("uid", sa.BigInteger, primary_key=True),
+    sa.Column("reason", sa.String(300), nullable=False),
+    sa.Column("at", UTC, nullable=False),
+)
+
+# One holder at a time of a named job (a mailbox's fetch), across processes and hosts.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires", UTC, nullable=False),
 )

@@ -63,7 +63,9 @@ class KeptAlive:
         readable, _, _ = select.select([conn.sock], [], [], 0)
         return None if readable else conn  # readable while idle: closed by the server
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> Answer:
         conn = self._usable()
         if conn is None:
             self.close()
@@ -79,7 +81,7 @@ class KeptAlive:
             self.conn = conn
             self.opened += 1
         try:
-            conn.request("POST", self.prefix + path, body, headers)
+            conn.request(method, self.prefix + path, body, headers)
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as e:
