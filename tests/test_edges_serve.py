@@ -88,6 +88,43 @@ def test_one_bad_event_never_fails_the_batch(client: TestClient, store: Store) -
     assert store.subscribers.require("b@example.com").status == "bounced"
 
 
+@pytest.mark.parametrize("depth", [40, 1000, 5000, 50000])
+def test_one_deep_event_is_rejected_alone(client: TestClient, store: Store, depth: int) -> None:
+    """An event nested past what can be stored (or parsed at all) costs only itself: the
+    real events beside it are applied."""
+    ann = store.subscribers.add("ann@example.com")[0].id
+    bob = store.subscribers.add("bob@example.com")[0].id
+    deep = "[" * depth + "]" * depth
+    body = (
+        "["
+        + json.dumps(
+            {
+                "event": "spamreport",
+                "email": "ann@example.com",
+                "sg_event_id": "r1",
+                "mailer_subscriber": str(ann),
+            }
+        )
+        + ',{"event": "brand_new", "sg_event_id": "d1", "email": "x@example.com", "n": '
+        + deep
+        + "},"
+        + json.dumps(
+            {
+                "event": "bounce",
+                "email": "bob@example.com",
+                "sg_event_id": "r2",
+                "mailer_subscriber": str(bob),
+                "reason": "550 [x] {y}",
+            }
+        )
+        + "]"
+    ).encode()
+    r = client.post("/webhooks/sendgrid", content=body, headers=signed(body))
+    assert r.status_code == 200 and r.text == "recorded 2, duplicates 0, rejected 1", r.text
+    assert store.subscribers.require("ann@example.com").status == "complained"
+    assert store.subscribers.require("bob@example.com").status == "bounced"
+
+
 def test_a_body_nested_past_any_parser_is_a_400(client: TestClient) -> None:
     body = b"[" * 100000
     assert client.post("/webhooks/sendgrid", content=body, headers=signed(body)).status_code == 400

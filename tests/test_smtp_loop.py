@@ -199,21 +199,36 @@ def test_dkim_signatures_verify_and_break_when_altered(
         .group(1)
         .lower()
     )  # type: ignore[union-attr]
-    for name in (
+    oversigned = (
         b"from",
         b"to",
         b"subject",
         b"date",
         b"message-id",
-        b"list-id",
         b"list-unsubscribe",
         b"list-unsubscribe-post",
-    ):
+    )
+    for name in (*oversigned, b"list-id"):
         assert name in h.split(b":"), name
     tampered = raw.replace(b"List-Unsubscribe: <https://", b"List-Unsubscribe: <https://evil.", 1)
     assert tampered != raw and not dkim.verify(tampered, dnsfunc=dns)
     body_changed = raw.replace(b"News number 1", b"News number 9", 1)
     assert body_changed != raw and not dkim.verify(body_changed, dnsfunc=dns)
+    # Over-signed (RFC 6376 8.15): each of these is named once more in h= than it occurs,
+    # so a copy prepended after signing (what a reader's client would show) breaks it.
+    for name in oversigned:
+        assert h.split(b":").count(name) == 2, name
+    added = {
+        b"from": b"From: Your Bank <security@bank.example>",
+        b"subject": b"Subject: Urgent: verify your account",
+        b"list-unsubscribe": b"List-Unsubscribe: <https://evil.example/u>",
+        b"message-id": b"Message-ID: <forged@evil.example>",
+    }
+    for name, line in added.items():
+        prepended = line + b"\r\n" + raw
+        assert not dkim.verify(prepended, dnsfunc=dns), name
+    appended_elsewhere = raw.replace(b"\r\n\r\n", b"\r\nX-Note: not signed\r\n\r\n", 1)
+    assert dkim.verify(appended_elsewhere, dnsfunc=dns)  # a header not signed changes nothing
 
 
 def test_dkim_over_smtp_and_bad_keys_are_one_line(

@@ -150,3 +150,18 @@ def test_report_counts_unique_events_and_top_links(run: Cli, project: Path) -> N
         {"url": "https://example.com/y", "clicks": 1},
     ]
     assert "delivered     3" in run("report", str(project / ISSUE)).output
+
+
+def test_a_database_that_fails_is_an_error_never_not_on_the_list(
+    run: Cli, project: Path, sendgrid: SendGridServer
+) -> None:
+    """Before, a lookup that raised counted the address as 'not on the list'."""
+    import sqlalchemy as sa
+
+    run("subscribers", "add", "gone@example.com")
+    sendgrid.state.suppressions = {"/v3/suppression/bounces": [{"email": "gone@example.com"}]}
+    with open_store(load_settings(project)) as store, store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE events"))  # the database breaks under the sync
+    r = run("suppressions", "sync", env=env(sendgrid))
+    assert r.exit_code == 1 and r.output.startswith("Error: the database failed:"), r.output
+    assert "not on the list" not in r.output
