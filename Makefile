@@ -28,6 +28,7 @@ lint: setup
 	$(BIN)/ruff check mailer tests bench
 	$(BIN)/ruff format --check mailer tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # After changing a translatable string: refresh the template and every catalog's msgids.
 messages: setup

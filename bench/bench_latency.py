@@ -34,7 +34,7 @@ ISSUE = SAMPLE  # the real issue in ../shared/samples
 
 def mailer_send(root: str, port: str, connections: str) -> dict[str, Any]:
     from mailer.config import load_settings
-    from mailer.delivery import send as core
+    from mailer.sending import send as core
 
     settings = load_settings(
         root,
@@ -95,7 +95,7 @@ def one(rtt_ms: int, connections: int, n: int) -> tuple[float, float]:
 
 def sendgrid_send(root: str, url: str) -> dict[str, Any]:
     from mailer.config import load_settings
-    from mailer.delivery import send as core
+    from mailer.sending import send as core
 
     settings = load_settings(
         root,

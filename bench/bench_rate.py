@@ -18,8 +18,8 @@ from bench.table import Row, at_most
 
 def main(n: int = 500, rate: float = 50) -> list[Row]:
     from mailer.config import load_settings
-    from mailer.delivery import send as core
     from mailer.project import init_project
+    from mailer.sending import send as core
     from mailer.store import open_store
 
     root = Path(tempfile.mkdtemp()) / "project"

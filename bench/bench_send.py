@@ -37,7 +37,7 @@ KEY = "SG.test-key"  # the key ../shared/bench/floor_sendgrid.py sends
 
 def mailer_send(project: str, provider: str, host: str, port: str) -> dict[str, Any]:
     from mailer.config import load_settings
-    from mailer.delivery import send as core
+    from mailer.sending import send as core
 
     overrides: dict[str, Any] = {"provider": provider, "concurrency": 4}
     if provider == "sendgrid":
@@ -53,11 +53,11 @@ def mailer_send(project: str, provider: str, host: str, port: str) -> dict[str, 
 
 def dkim_cost(n: int = 2000) -> list[str]:
     """What DKIM signing adds per message: the same messages built with and without it."""
+    from mailer.compose.dkim import keygen
+    from mailer.compose.mailing import IssueMailing, snapshot_of
     from mailer.config import load_settings
     from mailer.content.issue import load_issue
     from mailer.content.render import Renderer
-    from mailer.delivery.dkim import keygen
-    from mailer.delivery.mailing import IssueMailing, snapshot_of
     from mailer.models import Recipient
 
     project = make_project(10, "dkim")

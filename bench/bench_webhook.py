@@ -148,7 +148,7 @@ def project(url: str | None) -> tuple[Path, int]:
         )
         _fill(url)
     with open_store(load_settings(root)) as store:
-        pinned = store.ledger.pin("bench", Snapshot("Subject", "", "h", "t", {}, "b.md"), 1000)
+        pinned = store.pins.pin("bench", Snapshot("Subject", "", "h", "t", {}, "b.md"), 1000)
         with store.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE recipients SET state = 'sent'")
             conn.exec_driver_sql("UPDATE batches SET state = 'sent'")

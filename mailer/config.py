@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mailer import addresses
 from mailer.errors import ConfigError
+from mailer.text import is_one_line
 
 CONFIG_FILE = "mailer.toml"
 
@@ -232,17 +234,14 @@ def load_settings(
 
 # -- one rule per setting: check once, at load, and return the normal form --------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
 
 def _one_line(value: str) -> str:
-    if _CONTROL.search(value):
+    if not is_one_line(value):
         raise ValueError("contains a line break or control character")
     return value
 
 
 def _address(value: str) -> str:
-    from mailer import addresses
 
     if not value:
         return value

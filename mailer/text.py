@@ -5,15 +5,27 @@ from __future__ import annotations
 import html
 import re
 
-# C0/C1 controls, DEL, and the Unicode line and paragraph separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# The characters that are not text, named once for every rule below: C0 and C1 controls
+# (NUL, CR, LF, ESC, NEL...) and DEL.
+_CONTROLS = "\x00-\x1f\x7f-\x9f"
+# ...and the Unicode line and paragraph separators: what a line of text must not hold.
+LINE_BREAKING = re.compile(f"[{_CONTROLS}\u2028\u2029]+")
+# Controls a text file may not hold: all but the whitespace ones (TAB, LF, CR).
+STRAY_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# What a terminal would act on rather than show: the above (ESC starts OSC and CSI
+# sequences that set the title or forge lines) and bidirectional overrides.
+_TERMINAL = re.compile(f"[{_CONTROLS}\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def is_one_line(value: str) -> bool:
+    return LINE_BREAKING.search(value) is None
 
 
 def clean_text(value: str) -> str:
     """One line of text, control characters (CR, LF, NUL, ESC, NEL...) folded to a space."""
     if value.isprintable():  # no Cc, Zl or Zp character: nothing for the pattern to fold
         return value.strip()
-    return _CONTROL.sub(" ", value).strip()
+    return LINE_BREAKING.sub(" ", value).strip()
 
 
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
@@ -23,11 +35,6 @@ def escape_html(value: str) -> str:
     """html.escape(value, quote=True); most values need none, and finding that out is
     cheaper than escaping."""
     return html.escape(value, quote=True) if _HTML_SPECIAL.search(value) else value
-
-
-# What a terminal would act on rather than show: C0/C1 controls (ESC starts OSC and CSI
-# sequences that set the title or forge lines), DEL, and bidirectional overrides.
-_TERMINAL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def safe(value: object) -> str:

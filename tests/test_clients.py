@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from mailer.compose.build import personalize_for
 from mailer.config import Settings, load_settings
 from mailer.content.issue import load_issue
 from mailer.content.render import Renderer
-from mailer.delivery.compose import personalize_for
 from tests.conftest import SAMPLES, write
 
 JS = Path(__file__).resolve().parent / "js"

@@ -276,7 +276,7 @@ def test_report_counts_people_not_events(
     from mailer.tokens import issue_ref
 
     ref = issue_ref("2026-11-20-weekly")
-    issue_id = store.ledger.find("2026-11-20-weekly")["id"]  # type: ignore[index]
+    issue_id = store.pins.find("2026-11-20-weekly").id  # type: ignore[union-attr]
     a = store.subscribers.require("a@example.com")
     client.post(
         url_for(settings, store, "a@example.com", ref), data={"List-Unsubscribe": "One-Click"}

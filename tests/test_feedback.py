@@ -44,7 +44,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     path: Path = tmp_path_factory.mktemp("feedback") / "mailer.db"
     store = open_url(f"sqlite:///{path}")
     sid = store.subscribers.add(READER)[0].id
-    pinned = store.ledger.pin("issue-1", Snapshot("Subject", "", "h", "t", {}, "i.md"), 100)
+    pinned = store.pins.pin("issue-1", Snapshot("Subject", "", "h", "t", {}, "i.md"), 100)
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE recipients SET state = 'sent'"))
     yield World(store, Sealer(SECRET), sid, pinned.issue_id, pinned.message_nonce)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailer.compose.message import EncodedBody, crlf, encode_body
 from mailer.content.placeholders import TOKENS, Compiled
-from mailer.delivery.message import EncodedBody, crlf, encode_body
 
 chunk = st.lists(
     st.sampled_from([*"abc xyz.=\t\n", "你好", "—", "é", "\r\n", " \n", "."]),
@@ -66,11 +66,11 @@ def test_every_line_of_every_message_ends_in_crlf(sqlite_project: Path) -> None:
     """SMTP sends a message's bytes as they are (no second pass over 30 KB per recipient),
     so a bare CR or LF must never get into one, whatever a name holds; an address with a
     line break (only possible behind the importer's back) is refused, not sent."""
+    from mailer.compose.dkim import keygen
+    from mailer.compose.mailing import IssueMailing, snapshot_of
     from mailer.config import load_settings
     from mailer.content.issue import load_issue
     from mailer.content.render import Renderer
-    from mailer.delivery.dkim import keygen
-    from mailer.delivery.mailing import IssueMailing, snapshot_of
     from mailer.models import Recipient
 
     keygen(sqlite_project / "dkim.pem", "s1", "example.com")

@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 
 from mailer.config import load_settings
-from mailer.delivery import send as core
-from mailer.delivery.engine import Sender
-from mailer.delivery.ratelimit import TokenBucket
 from mailer.models import Mailing, Outcome
 from mailer.providers import make_provider
+from mailer.sending import send as core
+from mailer.sending.engine import Sender
+from mailer.sending.ratelimit import TokenBucket
 from mailer.store import open_store
 from tests.conftest import Cli, write
 
@@ -112,7 +112,7 @@ def test_a_rate_limited_send_is_spaced_and_ends_with_its_last_message(
             return S()
 
     with open_store(settings) as store:
-        pinned = store.ledger.pin(plan.slug, plan.snapshot, settings.batch_size)
+        pinned = store.pins.pin(plan.slug, plan.snapshot, settings.batch_size)
         bucket = TokenBucket(50, burst=1, clock=clock, sleep_until=clock.sleep_until)
         sender = Sender(
             store.ledger, Recording(), core.mailing_for(settings, pinned), settings, bucket=bucket
@@ -140,7 +140,7 @@ def test_idle_workers_take_no_capacity(sqlite_project: Path) -> None:
     assert plan.snapshot is not None
     clock = FakeClock()
     with open_store(settings) as store:
-        pinned = store.ledger.pin(plan.slug, plan.snapshot, 1)
+        pinned = store.pins.pin(plan.slug, plan.snapshot, 1)
         bucket = TokenBucket(1, burst=1, clock=clock, sleep_until=clock.sleep_until)
         provider = make_provider(settings)
         result = Sender(

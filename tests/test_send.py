@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from mailer.compose.mailing import snapshot_of
 from mailer.config import load_settings
-from mailer.delivery import send as core
-from mailer.delivery.engine import Sender
-from mailer.delivery.mailing import snapshot_of
 from mailer.models import Mailing, Outcome
 from mailer.providers import make_provider
+from mailer.sending import send as core
+from mailer.sending.engine import Sender
 from mailer.store import open_store
 from tests.conftest import Cli, write
 from tests.servers import SendGridServer, SmtpServer
@@ -147,7 +147,7 @@ def test_unsubscribe_during_a_send_is_honoured(project: Path, run: Cli) -> None:
     plan = core.plan(settings, project / ISSUE)
     store = open_store(settings)
     assert plan.snapshot is not None
-    pinned = store.ledger.pin(plan.slug, plan.snapshot, 10)
+    pinned = store.pins.pin(plan.slug, plan.snapshot, 10)
     issue_id = pinned.issue_id
     provider = make_provider(settings)
 
@@ -172,7 +172,7 @@ def test_unsubscribe_during_a_send_is_honoured(project: Path, run: Cli) -> None:
     result = Sender(store.ledger, UnsubscribingProvider(), mailing, settings).run()
     assert result.sent == 29
     counts = store.ledger.counts(issue_id)
-    assert counts["skipped"] == 1 and counts["sent"] == 29
+    assert counts.skipped == 1 and counts.sent == 29
     assert not any("u29@" in p.name for p in eml_files(project))
     store.close()
 
@@ -397,7 +397,7 @@ def test_two_senders_share_one_issue(project: Path, run: Cli, sendgrid: SendGrid
     plan = core.plan(settings, project / ISSUE)
     assert plan.snapshot is not None
     with open_store(settings) as store:
-        store.ledger.pin(plan.slug, plan.snapshot, 20)
+        store.pins.pin(plan.slug, plan.snapshot, 20)
     results = []
 
     def one_sender() -> None:
@@ -455,10 +455,10 @@ def test_sendgrid_request_covers_every_placeholder_the_templates_use(
 ) -> None:
     """Whatever mix of fields the HTML and text templates use, every token in the content
     has a substitution, and each part gets its own escaping."""
+    from mailer.compose.mailing import IssueMailing
     from mailer.content.issue import load_issue
     from mailer.content.placeholders import TOKENS
     from mailer.content.render import Renderer
-    from mailer.delivery.mailing import IssueMailing
     from mailer.models import Recipient
     from mailer.providers.sendgrid.body import TEXT_KEYS, build_request
 

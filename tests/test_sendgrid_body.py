@@ -11,9 +11,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailer.compose.mailing import IssueMailing
 from mailer.config import load_settings
 from mailer.content.placeholders import TOKENS
-from mailer.delivery.mailing import IssueMailing
 from mailer.models import ONE_CLICK, Recipient, Snapshot
 from mailer.providers.sendgrid.body import build_body
 

@@ -414,14 +414,14 @@ def test_processed_events_settle_ambiguous_recipients(
     from mailer.models import Snapshot
 
     a = store.subscribers.add("a@example.com")[0]
-    issue_id = store.ledger.pin("s1", Snapshot("Subject", "", "h", "t", {}, "s1.md"), 10).issue_id
+    issue_id = store.pins.pin("s1", Snapshot("Subject", "", "h", "t", {}, "s1.md"), 10).issue_id
     claim = store.ledger.claim(issue_id, "host:1:x")
     assert claim is not None
-    store.ledger.take(claim, 10)
+    store.ledger.take_group(claim, 10)
     store.ledger.record(
         claim, __import__("mailer.models", fromlist=["Outcome"]).Outcome(ambiguous={a.id: "lost"})
     )
-    assert store.ledger.counts(issue_id)["ambiguous"] == 1
+    assert store.ledger.counts(issue_id).ambiguous == 1
     body = events(
         {
             "event": "processed",
@@ -432,7 +432,7 @@ def test_processed_events_settle_ambiguous_recipients(
         }
     )
     assert client.post("/webhooks/sendgrid", content=body, headers=signed(body)).status_code == 200
-    assert store.ledger.counts(issue_id)["sent"] == 1
+    assert store.ledger.counts(issue_id).sent == 1
 
 
 def test_unsubscribed_by_link_or_webhook_is_never_sent_later(
@@ -458,7 +458,7 @@ def test_the_link_in_a_sent_message_works(
     from mailer.content.render import Renderer
 
     rendered = Renderer(settings).render(load_issue(project / "issues" / "2026-11-20-weekly.md"))
-    from mailer.delivery.mailing import IssueMailing, snapshot_of
+    from mailer.compose.mailing import IssueMailing, snapshot_of
 
     mailing = IssueMailing(settings, snapshot_of(settings, rendered), slug="s", issue_id=3, ref=3)
     raw = mailing.message(Recipient(s.id, s.email, "", s.nonce))

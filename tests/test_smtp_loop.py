@@ -178,7 +178,7 @@ def test_dkim_signatures_verify_and_break_when_altered(
 ) -> None:
     import dkim
 
-    from mailer.delivery.dkim import txt_record_value
+    from mailer.compose.dkim import txt_record_value
 
     run("subscribers", "add", "ann@example.com")
     signing = SIGNING
@@ -314,7 +314,7 @@ def test_openssl_rsa_gives_dkimpys_exact_signature(
     import dkim
     import dkim.crypto
 
-    from mailer.delivery.dkim import DkimSigner
+    from mailer.compose.dkim import DkimSigner
 
     monkeypatch.setattr(dkim.time, "time", lambda: 1_790_000_000)  # the same t= for both
     signer = DkimSigner("example.com", "s1", (project / "dkim.pem").read_bytes())

@@ -74,7 +74,7 @@ def test_report_counts_unique_events_and_top_links(run: Cli, project: Path) -> N
     assert run("send", str(project / ISSUE), "--yes").exit_code == 0
     settings = load_settings(project)
     with open_store(settings) as store:
-        iid = store.ledger.find("2026-11-20-weekly")["id"]  # type: ignore[index]
+        iid = store.pins.find("2026-11-20-weekly").id  # type: ignore[union-attr]
         ids = {
             e: store.subscribers.require(e).id
             for e in ("a@example.com", "b@example.com", "c@example.com")

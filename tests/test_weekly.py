@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from mailer.config import Settings, load_settings
 from mailer.content.issue import load_issue
-from mailer.delivery import schedule
+from mailer.schedule import cadence as schedule
 from mailer.store import open_store
 from mailer.web.serve import create_app
 from tests.conftest import Cli, write
@@ -205,9 +205,9 @@ def test_two_overlapping_due_runs_never_send_twice(run: Cli, project: Path) -> N
     assert not (project / "outbox" / "2026-11-20-weekly").exists()
     with open_store(load_settings(project)) as store:
         for slug in ("a", "b"):
-            found = store.ledger.find(slug)
+            found = store.pins.find(slug)
             assert found is not None
-            assert store.ledger.counts(int(found["id"]))["sent"] == 400
+            assert store.ledger.counts(found.id).sent == 400
 
 
 # -- images --------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ def test_welcome_latest_sends_the_last_issue_once(run: Cli, tmp_path: Path, db_u
         TestClient(create_app(settings, store, background=False)) as client,
     ):
         _confirm(client, project, "late@example.com")
-        from mailer.delivery.welcome import welcome
+        from mailer.sending.welcome import welcome
 
         s = store.subscribers.require("late@example.com")
         assert welcome(settings, store, s.id).sent == []  # asked again: nothing more
@@ -520,7 +520,7 @@ def test_pages_and_footer_speak_the_newsletter_language(project: Path, run: Cli)
         text = (project / "build" / "2026-11-20-weekly.txt").read_text()
         assert words[1] in html and words[2] in html and words[1] in text and words[2] in text
     # The confirmation mail, in zh-CN.
-    from mailer.delivery.confirm import send_confirmation
+    from mailer.sending.confirm import send_confirmation
 
     zh = load_settings(project, {"language": "zh-CN"})
     send_confirmation(zh, "a@example.com", "", "https://news.example.com/c/x")
@@ -580,8 +580,8 @@ def test_every_string_has_a_chinese_translation() -> None:
 
 
 def test_a_welcome_stopped_by_the_provider_is_sent_on_the_retry(project: Path) -> None:
-    from mailer.delivery.welcome import welcome
     from mailer.errors import DeliveryError
+    from mailer.sending.welcome import welcome
 
     write(project / "issues" / "welcome.md", "# Welcome\n\nHello.\n")
     broken = load_settings(project, {"outbox_dir": "mailer.toml/out"})  # cannot be created

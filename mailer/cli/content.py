@@ -58,7 +58,7 @@ def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None, list_image
       mailer build issues/2026-11-20-weekly.md -o build
       mailer build issues/2026-11-20-weekly.md --images
     """
-    from mailer.delivery.compose import build_issue
+    from mailer.compose.build import build_issue
 
     result = build_issue(obj.settings(), issue, out_dir, as_email)
     click.echo(f"subject: {result.subject}")

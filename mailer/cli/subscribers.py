@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from mailer.cli import EXIT_ERROR, Obj, cli, confirm_or_refuse, pass_obj
+from mailer.models import SubscriberStatus
 from mailer.text import safe
 
-STATUS = click.Choice(["active", "pending", "unsubscribed", "bounced", "complained"])
+STATUS = click.Choice([s.value for s in SubscriberStatus])
 
 
 def _store(obj: Obj):  # type: ignore[no-untyped-def]
@@ -190,7 +191,7 @@ def resubscribe(obj: Obj, email: str, yes: bool) -> None:
     """
     store = _store(obj)
     s = store.subscribers.require(email)
-    if s.status == "active":
+    if s.status == SubscriberStatus.ACTIVE:
         click.echo(f"{s.email} is already active; unchanged")
         return
     confirm_or_refuse(f"{s.email} is {s.status}. Mail them again?", yes, "resubscribe")

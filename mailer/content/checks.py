@@ -21,8 +21,9 @@ def too_large(path: object, size: int) -> str:
     if size <= REFUSE_BYTES:
         return ""
     return (
-        f"{path}: HTML is {size / 1024:.1f} KB; Gmail clips at 102 KB and mailer keeps a margin "
-        f"(at most 95 KB): shorten the issue or split it in two"
+        f"{path}: HTML is {size / 1024:.1f} KB; Gmail clips at {GMAIL_CLIP_BYTES // 1024} KB "
+        f"and mailer keeps a margin (at most {REFUSE_BYTES // 1024} KB): shorten the issue or "
+        "split it in two"
     )
 
 
@@ -69,8 +70,8 @@ def size_warnings(html_bytes: int) -> list[str]:
         return []  # an error, reported by the caller
     if html_bytes > WARN_BYTES:
         return [
-            f"HTML is {html_bytes / 1024:.1f} KB: close to the 95 KB mailer allows "
-            "(Gmail clips at 102 KB)"
+            f"HTML is {html_bytes / 1024:.1f} KB: close to the {REFUSE_BYTES // 1024} KB mailer allows "
+            f"(Gmail clips at {GMAIL_CLIP_BYTES // 1024} KB)"
         ]
     return []
 

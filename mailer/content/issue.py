@@ -10,9 +10,12 @@ from pathlib import Path
 
 from markdown_it.token import Token
 
+from mailer import files
 from mailer.content import markdown
+from mailer.content.placeholders import reject_reserved
 from mailer.errors import InputError
 from mailer.models import Issue
+from mailer.text import STRAY_CONTROL
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*\r?$\n?", re.S | re.M)
 FIELDS = {"subject", "preheader", "date", "slug", "send_at", "archive"}
@@ -46,13 +49,12 @@ def load_issue(path: Path | str) -> Issue:
 
 # Line and paragraph separators (and NEL) arrive by copy and paste: they are line breaks.
 _LINE_BREAKS = str.maketrans({"\u2028": "\n", "\u2029": "\n", "\x85": "\n"})
-# Any other control character (VT, FF, ESC, NUL...) has no place in an email.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Any other control character (VT, FF, ESC, NUL...) has no place in an email: STRAY_CONTROL.
 
 
 def _clean_controls(text: str, path: Path) -> str:
     text = text.translate(_LINE_BREAKS)
-    m = _CONTROL.search(text)
+    m = STRAY_CONTROL.search(text)
     if m:
         line = text.count("\n", 0, m.start()) + 1
         code = ord(m.group())
@@ -84,7 +86,6 @@ def parse_issue(text: str, path: Path) -> Issue:
         )
     if "\n" in subject or "\r" in subject:
         raise InputError(f"{path}: the subject must be one line")
-    from mailer.content.placeholders import reject_reserved
 
     reject_reserved(subject, f"{path}: subject")
     preheader = str(meta.get("preheader") or _first_paragraph(tokens) or "")
@@ -220,7 +221,6 @@ def _date(value: object, path: Path) -> str:
 def set_send_at(path: Path, when: dt.datetime) -> None:
     """Write `send_at:` into the issue's front matter (adding front matter if it has none),
     leaving every other line as the writer wrote it. Atomic: a crash leaves the old file."""
-    from mailer import files
 
     text = read_text(path, "issue file")
     line = f'send_at: "{when.isoformat()}"'

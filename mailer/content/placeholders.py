@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mailer.errors import InputError
 from mailer.models import FIELDS
 from mailer.text import clean_text, escape_html
 
@@ -66,7 +67,6 @@ _RESERVED = re.compile(r"__MAILER_[A-Z_]+__")  # placeholders and provider subst
 
 
 def reject_reserved(text: str, source: str) -> None:
-    from mailer.errors import InputError
 
     m = _RESERVED.search(text)
     if m:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jinja2
 
+from mailer.content.i18n import translations
 from mailer.errors import TemplateError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -19,7 +20,6 @@ def default_templates_dir() -> Path:
 
 def environment(project: Path | None, language: str = "en") -> jinja2.Environment:
     """Templates with `_()` in the newsletter's language (see i18n)."""
-    from mailer.content.i18n import translations
 
     dirs = []
     if project is not None and (project / "templates").is_dir():

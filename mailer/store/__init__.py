@@ -8,16 +8,17 @@ import sqlalchemy as sa
 
 from mailer.errors import StoreError
 from mailer.store import db
+from mailer.store.archive import Archive
+from mailer.store.events import Events
+from mailer.store.ledger import Ledger
+from mailer.store.mailbox import Examined
+from mailer.store.owners import Leases
+from mailer.store.pins import Pins
+from mailer.store.queue import MailQueue
+from mailer.store.subscribers import Subscribers
 
 if TYPE_CHECKING:
     from mailer.config import Settings
-    from mailer.store.archive import Archive
-    from mailer.store.events import Events
-    from mailer.store.ledger import Ledger
-    from mailer.store.mailbox import Examined
-    from mailer.store.owners import Leases
-    from mailer.store.queue import MailQueue
-    from mailer.store.subscribers import Subscribers
 
 
 class Store:
@@ -35,44 +36,34 @@ class Store:
 
     @property
     def subscribers(self) -> Subscribers:
-        from mailer.store.subscribers import Subscribers
-
         return Subscribers(self.engine)
 
     @property
     def ledger(self) -> Ledger:
-        from mailer.store.ledger import Ledger
-
         return Ledger(self.engine)
 
     @property
-    def queue(self) -> MailQueue:
-        from mailer.store.queue import MailQueue
+    def pins(self) -> Pins:
+        return Pins(self.engine)
 
+    @property
+    def queue(self) -> MailQueue:
         return MailQueue(self.engine)
 
     @property
     def archive(self) -> Archive:
-        from mailer.store.archive import Archive
-
         return Archive(self.engine)
 
     @property
     def leases(self) -> Leases:
-        from mailer.store.owners import Leases
-
         return Leases(self.engine)
 
     @property
     def examined(self) -> Examined:
-        from mailer.store.mailbox import Examined
-
         return Examined(self.engine)
 
     @property
     def events(self) -> Events:
-        from mailer.store.events import Events
-
         return Events(self.engine)
 
 

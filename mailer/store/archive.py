@@ -91,8 +91,6 @@ class Archive:
 
 def _published(r: sa.Row[tuple[object, ...]]) -> Published:
     sent = r.created_at
-    if isinstance(sent, dt.datetime) and sent.tzinfo is None:
-        sent = sent.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC
     assert isinstance(sent, dt.datetime)
     return Published(
         slug=str(r.slug),

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Callable, Collection, Sequence
@@ -83,6 +84,6 @@ def _converter(conn: sa.Connection, column: sa.Column[Any]) -> Callable[[Any], A
     repeat within a batch (SendGrid's are whole seconds): each is converted once."""
     impl = column.type.dialect_impl(conn.dialect)
     process = impl.bind_processor(conn.dialect)
-    if process is not None and isinstance(column.type, sa.DateTime):
+    if process is not None and column.type.python_type is dt.datetime:
         return functools.lru_cache(maxsize=4096)(process)
     return process

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from mailer.models import Actor, BatchState, EventType, RecipientState, SubscriberStatus
 from mailer.store.batch import insert_many, one_of
 from mailer.store.schema import batches, events, issues, recipients, subscribers
-from mailer.store.subscribers import change_status, now
+from mailer.store.subscribers import change_status, erased_tally, now
 
 
 def keys_by_id(conn: sa.Connection, ids: Collection[int]) -> dict[int, str]:
@@ -199,3 +199,35 @@ class Events:
                     )
                 )
         return changed
+
+    def engagement(self, issue_id: int) -> dict[str, int]:
+        """{event type: how many people it happened to} for an issue, erased people
+        included as numbers."""
+        with self.engine.connect() as conn:
+            people = sa.func.count(sa.distinct(events.c.subscriber_id))
+            rows = conn.execute(
+                sa.select(events.c.type, people)
+                .where(events.c.issue_id == issue_id)
+                .group_by(events.c.type)
+            ).all()
+            counts = {str(kind): int(n) for kind, n in rows}
+            for kind, n in erased_tally(conn, issue_id, "event").items():
+                counts[kind] = counts.get(kind, 0) + n
+        return counts
+
+    def top_links(self, issue_id: int, limit: int) -> list[tuple[str, int]]:
+        """(link, how many people clicked it), most first."""
+        people = sa.func.count(sa.distinct(events.c.subscriber_id)).label("people")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(events.c.url, people)
+                .where(
+                    events.c.issue_id == issue_id,
+                    events.c.type == EventType.CLICKED,
+                    events.c.url.is_not(None),
+                )
+                .group_by(events.c.url)
+                .order_by(sa.desc("people"), events.c.url)
+                .limit(limit)
+            ).all()
+        return [(str(url), int(n)) for url, n in rows]

@@ -51,11 +51,9 @@ def _fields(s: Subscriber) -> dict[str, str]:
 
 
 def _iso(value: dt.datetime | None) -> str:
-    """One format with the zone, whichever database: SQLite hands back naive UTC."""
+    """One format with the zone, whichever database."""
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 

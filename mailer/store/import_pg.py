@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailer import addresses
-from mailer.models import Actor
+from mailer.models import Actor, SubscriberStatus
 from mailer.store.import_rows import (
     UPDATE,
     Change,
@@ -185,11 +185,11 @@ def _insert(conn: sa.Connection, source: str, dry_run: bool) -> int:
             sa.text(
                 "INSERT INTO subscribers (email, email_key, name, status, attributes, "
                 "consent_source, consent_at, created_at, updated_at, nonce) "
-                "SELECT email, k, COALESCE(name, ''), COALESCE(status, 'active'), "
+                "SELECT email, k, COALESCE(name, ''), COALESCE(status, :active), "
                 "CAST(COALESCE(attributes, '{}') AS JSON), :source, :at, :at, :at, nonce "
                 f"{new} ORDER BY k ON CONFLICT (email_key) DO NOTHING"
             ).bindparams(sa.bindparam("at", at, type_=sa.DateTime(timezone=True))),
-            {"source": source},
+            {"source": source, "active": SubscriberStatus.ACTIVE.value},
         ).rowcount
     )
 

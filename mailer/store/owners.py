@@ -78,8 +78,7 @@ class Leases:
                 if row is None:
                     conn.execute(leases.insert().values(name=name, owner=me, expires=at + ttl))
                     return None
-                expires = row.expires if row.expires.tzinfo else row.expires.replace(tzinfo=dt.UTC)
-                if expires > at and not owner_is_dead(row.owner):
+                if row.expires > at and not owner_is_dead(row.owner):
                     return str(row.owner)
                 conn.execute(
                     leases.update().where(leases.c.name == name).values(owner=me, expires=at + ttl)

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
-UTC = sa.DateTime(timezone=True)
+
+
+class UtcDateTime(sa.TypeDecorator[dt.datetime]):
+    """A point in time, in UTC, aware on both databases: SQLite keeps no zone, so what it
+    hands back is made UTC again here, once, for every reader."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: sa.Dialect
+    ) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+UTC = UtcDateTime()
 
 subscribers = sa.Table(
     "subscribers",

@@ -29,15 +29,14 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from mailer.compose.build import personalize_for
 from mailer.config import Settings
 from mailer.content import checks
 from mailer.content.issue import load_issue
+from mailer.content.issue_files import ISSUE_SUFFIXES
 from mailer.content.media import Media
 from mailer.content.render import Renderer
-from mailer.delivery.compose import personalize_for
 from mailer.errors import MailerError
-
-ISSUE_SUFFIXES = (".md", ".markdown", ".txt")
 
 
 @dataclass
@@ -91,7 +90,9 @@ class Previewer:
     def issues(self) -> dict[str, Path]:
         if self.target.is_dir():
             files = sorted(
-                p for p in self.target.iterdir() if p.is_file() and p.suffix in ISSUE_SUFFIXES
+                p
+                for p in self.target.iterdir()
+                if p.is_file() and p.suffix.lower() in ISSUE_SUFFIXES
             )
             return {p.name: p for p in files}
         return {self.target.name: self.target}

@@ -27,11 +27,12 @@ from starlette.routing import Route
 from mailer import addresses, heap
 from mailer.config import Settings
 from mailer.content import media
-from mailer.delivery.outbound import MAY_RESUBSCRIBE, Outbound
-from mailer.errors import ConfigError
+from mailer.errors import ConfigError, MailerError
 from mailer.feedback.apply import Applied, Outcome, Rules, apply_batch
+from mailer.feedback.mailbox import fetch
 from mailer.models import SUPPRESSED, SubscriberStatus
 from mailer.providers.sendgrid import webhook
+from mailer.sending.outbound import MAY_RESUBSCRIBE, Outbound
 from mailer.store import Store
 from mailer.store.subscribers import Confirmed, Subscriber, clean_name
 from mailer.tokens import TokenSigner, confirm_signer, resubscribe_signer, unsubscribe_signer
@@ -197,8 +198,6 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
 
 def _fetch_bounces(settings: Settings, stopping: threading.Event) -> None:
     """`mailer bounces fetch` every bounce_fetch_interval seconds, while serve runs."""
-    from mailer.errors import MailerError
-    from mailer.feedback.mailbox import fetch
 
     while not stopping.is_set():
         try:

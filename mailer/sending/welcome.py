@@ -11,14 +11,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from mailer.compose.mailing import snapshot_of
 from mailer.config import Settings
-from mailer.delivery.engine import Sender
-from mailer.delivery.schedule import welcome_path
+from mailer.content.issue import load_issue
+from mailer.content.issue_files import welcome_path
 from mailer.errors import DeliveryError
-from mailer.models import Recipient, SubscriberStatus
+from mailer.models import SubscriberStatus
 from mailer.providers import make_provider
+from mailer.sending.engine import Sender
+from mailer.sending.send import mailing_for, prepare
 from mailer.store import Store
-from mailer.store.ledger import Claim, Ledger, Pinned
+from mailer.store.pins import Pinned
 
 
 @dataclass
@@ -36,21 +39,21 @@ def welcome(settings: Settings, store: Store, subscriber_id: int) -> Welcomed:
     if welcome_pin is not None:
         targets.append(welcome_pin)
     if settings.welcome_latest:
-        latest = store.ledger.latest(exclude=welcome_pin.slug if welcome_pin else "")
+        latest = store.pins.latest(exclude=welcome_pin.slug if welcome_pin else "")
         if latest is not None:
             targets.append(latest)
     for pinned in targets:
         seq = store.ledger.enroll(pinned.issue_id, subscriber_id)
         if seq is None:
             continue  # had it already
-        from mailer.delivery.send import mailing_for
 
         sender = Sender(
-            OneBatch(store.ledger, seq),
+            store.ledger,
             make_provider(settings),
             mailing_for(settings, pinned),
             settings,
             pinned.version,
+            only_batch=seq,
         )
         result = sender.run()
         if result.stopped:
@@ -65,35 +68,14 @@ def _pin_welcome(settings: Settings, store: Store) -> Pinned | None:
     path = welcome_path(settings)
     if path is None or not path.is_file():
         return None
-    from mailer.content.issue import load_issue
-    from mailer.delivery.mailing import snapshot_of
-    from mailer.delivery.send import prepare
 
     # Never in the archive, so no "view in browser" link to a page that does not exist.
     issue = dataclasses.replace(load_issue(path), archive=False)
     rendered = prepare(settings, path, web=False, issue=issue)
     snapshot = snapshot_of(settings, rendered)
     store.archive.put_media((m.name, m.content_type, m.data) for m in rendered.media)
-    ledger = store.ledger
-    pinned = ledger.pin(rendered.issue.slug, snapshot, settings.batch_size, enroll_all=False)
+    pins = store.pins
+    pinned = pins.pin(rendered.issue.slug, snapshot, settings.batch_size, enroll_all=False)
     if pinned.snapshot.content_hash != snapshot.content_hash:
-        pinned = ledger.repin(pinned, snapshot)
+        pinned = pins.repin(pinned, snapshot)
     return pinned
-
-
-class OneBatch(Ledger):
-    """The ledger, as a Sender sees it, limited to one batch: the new subscriber's."""
-
-    def __init__(self, ledger: Ledger, seq: int) -> None:
-        super().__init__(ledger.engine)
-        self.seq = seq
-
-    def claim(
-        self, issue_id: int, owner: str, version: int = 1, seq: int | None = None
-    ) -> Claim | None:
-        return super().claim(issue_id, owner, version, seq=self.seq)
-
-    def claim_group(
-        self, issue_id: int, owner: str, limit: int, version: int = 1, seq: int | None = None
-    ) -> tuple[Claim, list[Recipient], bool] | None:
-        return super().claim_group(issue_id, owner, limit, version, seq=self.seq)

@@ -6,24 +6,25 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mailer import addresses
+from mailer.compose.dkim import signer_from
+from mailer.compose.mailing import IssueMailing, snapshot_of
 from mailer.config import Settings, check_base_url
 from mailer.content import checks
 from mailer.content.issue import SLUG, load_issue
+from mailer.content.issue_files import looks_like_issue_file, refuse_welcome
 from mailer.content.media import Media
 from mailer.content.placeholders import TOKENS
 from mailer.content.render import RenderedIssue, Renderer
-from mailer.delivery.adhoc import AdhocResult, send_adhoc
-from mailer.delivery.dkim import signer_from
-from mailer.delivery.engine import Progress, Provider, RunResult, Sender
-from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.errors import InputError, SizeError
 from mailer.models import Issue, RecipientState, Snapshot, SubscriberStatus
 from mailer.providers import make_provider
-from mailer.store import Store, open_store
-from mailer.store.ledger import Pinned
+from mailer.sending.adhoc import AdhocResult, send_adhoc
+from mailer.sending.engine import Progress, Provider, RunResult, Sender
+from mailer.store import open_store
+from mailer.store.ledger import LedgerCounts
+from mailer.store.pins import Pinned
 
 REQUIRED = ("from_email", "base_url", "secret_key", "postal_address")
 
@@ -38,7 +39,7 @@ class Plan:
     snapshot: Snapshot | None  # rendered from the file; None when resuming by slug alone
     pinned: Pinned | None  # what the ledger holds, if the issue was sent before
     recipients: int  # how many this run would send to
-    counts: dict[str, int]  # the ledger so far (empty on a first send)
+    counts: LedgerCounts  # the ledger so far (all zero on a first send)
     retry: RecipientState | None = None
     update_content: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -94,9 +95,7 @@ def plan(
     snapshot, slug, warnings = None, str(target), []
     found_media: tuple[Media, ...] = ()
     local = check_base_url(settings)
-    if _is_file(target):
-        from mailer.delivery.schedule import refuse_welcome
-
+    if looks_like_issue_file(target):
         refuse_welcome(settings, Path(target))
         rendered = prepare(settings, Path(target))
         snapshot, slug = snapshot_of(settings, rendered), rendered.issue.slug
@@ -106,7 +105,7 @@ def plan(
     if local:
         warnings.append(local)
     with open_store(settings) as store:
-        pinned = store.ledger.load(slug)
+        pinned = store.pins.load(slug)
         if pinned is None:
             if snapshot is None:
                 raise InputError(
@@ -124,24 +123,19 @@ def plan(
                 snapshot,
                 None,
                 n,
-                {},
+                LedgerCounts(),
                 warnings=warnings,
                 media=found_media,
             )
         if snapshot is not None:
-            store.ledger.check_source(pinned, snapshot)
+            store.pins.check_source(pinned, snapshot)
         counts = store.ledger.counts(pinned.issue_id)
-    pending = counts["pending"] + counts["requesting"] + (counts[retry.value] if retry else 0)
+    pending = counts.unfinished + (counts.of(retry) if retry else 0)
     p = Plan(settings, slug, pinned.snapshot.subject, snapshot, pinned, pending, counts, retry)
     p.update_content, p.warnings, p.media = update_content, warnings, found_media
     if update_content and snapshot is None:
         raise InputError("--update-content needs the issue file, not its slug")
     return p
-
-
-def _is_file(target: str | Path) -> bool:
-    p = Path(target)
-    return p.is_file() or p.suffix.lower() in (".md", ".markdown", ".txt") or "/" in str(target)
 
 
 def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
@@ -153,13 +147,13 @@ def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
         # Images first: once the issue is pinned, a reader may open it at any moment.
         store.archive.put_media((m.name, m.content_type, m.data) for m in p.media)
         pinned = (
-            ledger.pin(p.slug, p.snapshot, claim_size(s, provider, p.recipients))
+            store.pins.pin(p.slug, p.snapshot, claim_size(s, provider, p.recipients))
             if p.snapshot
             else p.pinned
         )
         assert pinned is not None  # plan() refused a slug that was never pinned
         if p.update_content and p.snapshot is not None and p.changed:
-            pinned = ledger.repin(pinned, p.snapshot)
+            pinned = store.pins.repin(pinned, p.snapshot)
         if p.retry is not None:
             ledger.retry(pinned.issue_id, p.retry)
         mailing = mailing_for(s, pinned)
@@ -207,35 +201,3 @@ def send_test(settings: Settings, path: Path, emails: list[str]) -> tuple[AdhocR
             raise InputError(f"--test {raw!r}: {e}") from None
     result = send_adhoc(settings, dataclasses.replace(rendered, issue=issue), people)
     return result, [*rendered.warnings, *([local] if local else [])]
-
-
-def status(settings: Settings, slug_or_path: str) -> dict[str, Any]:
-    with open_store(settings) as store:
-        return _status(store, slug_or_path)
-
-
-def _status(store: Store, slug_or_path: str) -> dict[str, Any]:
-    slug = slug_or_path
-    if Path(slug_or_path).is_file():
-        slug = load_issue(Path(slug_or_path)).slug
-    found = store.ledger.find(slug)
-    if found is None:
-        raise InputError(f"issue {slug!r} has not been sent; nothing to report")
-    issue_id = int(found["id"])
-    counts = store.ledger.counts(issue_id)
-    return {
-        "slug": slug,
-        "subject": found["subject"],
-        "source": found["source"],
-        "recipients": counts["recipients"],
-        "sent": counts["sent"],
-        "pending": counts["pending"] + counts["requesting"],
-        "failed": counts["failed"],
-        "ambiguous": counts["ambiguous"],
-        "skipped": counts["skipped"],
-        "version": found["version"],
-        "versions": store.ledger.versions(issue_id),
-        "batches": store.ledger.batch_counts(issue_id),
-        "ambiguous_recipients": store.ledger.listed(issue_id, RecipientState.AMBIGUOUS, 100),
-        "failed_recipients": store.ledger.listed(issue_id, RecipientState.FAILED, 100),
-    }

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailer.compose.mailing import IssueMailing, snapshot_of
 from mailer.config import Settings
 from mailer.content.render import RenderedIssue
-from mailer.delivery.mailing import IssueMailing, snapshot_of
 from mailer.models import Outcome, Recipient
 from mailer.providers import make_provider
 from mailer.tokens import issue_ref

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from mailer import heap
 from mailer.config import Settings
-from mailer.delivery.ratelimit import TokenBucket
 from mailer.errors import DeliveryError
 from mailer.models import Mailing, Outcome, Recipient
+from mailer.sending.ratelimit import TokenBucket
 
 Progress = Callable[[Outcome], None]
 Claim = Any  # the ledger's own handle on a claimed batch; the engine only passes it back
@@ -45,10 +45,12 @@ class LedgerPort(Protocol):
 
     def recover(self, issue_id: int) -> int: ...
 
-    def claim(self, issue_id: int, owner: str, version: int) -> Claim | None: ...
+    def claim(
+        self, issue_id: int, owner: str, version: int, seq: int | None = None
+    ) -> Claim | None: ...
 
     def claim_group(
-        self, issue_id: int, owner: str, limit: int, version: int
+        self, issue_id: int, owner: str, limit: int, version: int, seq: int | None = None
     ) -> tuple[Claim, list[Recipient], bool] | None: ...
 
     def take_group(self, claim: Claim, limit: int) -> tuple[list[Recipient], bool]: ...
@@ -87,7 +89,9 @@ class Sender:
         version: int = 1,
         on_progress: Progress | None = None,
         bucket: TokenBucket | None = None,
+        only_batch: int | None = None,
     ) -> None:
+        """`only_batch`: send that batch of the issue and no other (a welcome's, of one)."""
         self.ledger = ledger
         self.provider = provider
         self.mailing = mailing
@@ -100,6 +104,7 @@ class Sender:
         if self.bucket.limited and not provider.batched:
             self.size = 1
         self.on_progress = on_progress
+        self.only_batch = only_batch
         self.owner = ledger.new_owner()
         self.stop = threading.Event()
         self.result = RunResult()
@@ -164,8 +169,10 @@ class Sender:
         """
         issue_id = self.mailing.issue_id
         if not self.bucket.limited:
-            return self.ledger.claim_group(issue_id, self.owner, self.size, self.version)
-        claim = self.ledger.claim(issue_id, self.owner, self.version)
+            return self.ledger.claim_group(
+                issue_id, self.owner, self.size, self.version, self.only_batch
+            )
+        claim = self.ledger.claim(issue_id, self.owner, self.version, self.only_batch)
         if claim is None:
             return None
         taken = self._paced_take(claim)

@@ -11,9 +11,9 @@ import logging
 import threading
 
 from mailer.config import Settings
-from mailer.delivery.confirm import send_confirmation
 from mailer.errors import MailerError
 from mailer.models import SubscriberStatus
+from mailer.sending.confirm import send_confirmation
 from mailer.store import Store
 from mailer.store.owners import new_owner
 from mailer.store.queue import Job
@@ -81,7 +81,7 @@ class Outbound:
         queue = self.store.queue
         try:
             if job.kind == "welcome" and job.subscriber_id is not None:
-                from mailer.delivery.welcome import welcome
+                from mailer.sending.welcome import welcome
 
                 welcome(self.settings, self.store, job.subscriber_id)
                 queue.done(job)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer import files
+from mailer.compose.mailing import IssueMailing, snapshot_of
 from mailer.config import Settings
 from mailer.content import checks, markdown, media
 from mailer.content.issue import load_issue
 from mailer.content.render import RenderedIssue, Renderer, write_build
-from mailer.delivery.mailing import IssueMailing, snapshot_of
+from mailer.errors import InputError
 from mailer.models import Recipient
+from mailer.store import open_store
 from mailer.tokens import issue_ref
 
 # Who `mailer build` and `mailer preview` personalize for when no subscriber is named.
@@ -39,13 +42,11 @@ def personalize_for(
     recipient, issue_id, nonce = SAMPLE, 0, None
     slug = rendered.issue.slug
     if as_email:
-        from mailer.store import open_store
-
         with open_store(settings) as store:
             recipient = store.subscribers.recipient(as_email)
-            found = store.ledger.find(slug)
+            found = store.pins.find(slug)
             if found is not None:
-                issue_id, nonce = int(found["id"]), found["message_nonce"]
+                issue_id, nonce = int(found.id), found.message_nonce
     mailing = IssueMailing(
         settings,
         snapshot_of(settings, rendered),
@@ -81,8 +82,6 @@ def build_issue(
 
 
 def write_media(directory: Path, name: str, data: bytes) -> None:
-    from mailer import files
-    from mailer.errors import InputError
 
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from mailer.config import Settings
-from mailer.content.issue import load_issue, parse_when
+from mailer.content.issue import load_issue, parse_when, set_send_at
+from mailer.content.issue_files import issue_files, refuse_welcome, welcome_path
 from mailer.errors import InputError, MailerError
 from mailer.models import Issue
+from mailer.sending.send import prepare
 from mailer.store import Store, open_store
-
-SUFFIXES = (".md", ".markdown")
 
 
 class State(StrEnum):
@@ -48,6 +48,20 @@ class Entry:
     error: str = ""
     path: Path | None = None
 
+    def as_json(self) -> dict[str, object]:
+        """One issue as `mailer schedule --json` prints it."""
+        return {
+            "file": self.name,
+            "slug": self.slug,
+            "subject": self.subject,
+            "state": self.state.value,
+            "send_at": self.send_at.isoformat() if self.send_at else None,
+            "first_sent": self.first_sent.isoformat() if self.first_sent else None,
+            "sent": self.sent,
+            "pending": self.pending,
+            "error": self.error or None,
+        }
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -72,23 +86,6 @@ def parse_at(text: str, settings: Settings) -> dt.datetime:
     return when
 
 
-def welcome_path(settings: Settings) -> Path | None:
-    return settings.path(settings.welcome_issue).resolve() if settings.welcome_issue else None
-
-
-def issue_files(settings: Settings) -> list[Path]:
-    """The issues under issues_dir, but the welcome mail (never sent to the whole list)."""
-    folder = settings.path(settings.issues_dir)
-    if not folder.is_dir():
-        return []
-    welcome = welcome_path(settings)
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in SUFFIXES and p.is_file() and p.resolve() != welcome
-    )
-
-
 def scan(settings: Settings, now: dt.datetime, store: Store | None = None) -> list[Entry]:
     """Every issue file and every pinned issue, with its state at `now`."""
     if store is None:
@@ -108,23 +105,23 @@ def scan(settings: Settings, now: dt.datetime, store: Store | None = None) -> li
         entries.append(_entry(settings, store, name, issue, send_at, now, path))
     welcome = welcome_path(settings)
     welcome_slug = _slug_of(welcome) if welcome else None
-    for row in store.ledger.pinned_issues():
-        slug = str(row["slug"])
+    for row in store.pins.pinned_issues():
+        slug = str(row.slug)
         if slug in seen or slug == welcome_slug:
             continue
-        counts = store.ledger.counts(int(row["id"]))
-        pending = counts["pending"] + counts["requesting"]
+        counts = store.ledger.counts(int(row.id))
+        pending = counts.unfinished
         entries.append(
             Entry(
-                str(row["source"] or slug),
+                str(row.source or slug),
                 slug,
-                str(row["subject"]),
+                str(row.subject),
                 "",
                 None,
                 State.SENDING if pending else State.SENT,
-                sent=counts["sent"],
+                sent=counts.sent,
                 pending=pending,
-                first_sent=_aware(row["created_at"]),
+                first_sent=row.created_at,
             )
         )
     return entries
@@ -146,13 +143,13 @@ def _entry(
     now: dt.datetime,
     path: Path,
 ) -> Entry:
-    found = store.ledger.find(issue.slug)
+    found = store.pins.find(issue.slug)
     sent = pending = 0
     first_sent = None
-    if found is not None and found["version"] is not None:
-        counts = store.ledger.counts(int(found["id"]))
-        sent, pending = counts["sent"], counts["pending"] + counts["requesting"]
-        first_sent = _aware(found["created_at"])
+    if found is not None and found.version is not None:
+        counts = store.ledger.counts(int(found.id))
+        sent, pending = counts.sent, counts.unfinished
+        first_sent = found.created_at
         state = State.SENDING if pending else State.SENT
         if pending and send_at is not None and now - send_at > _lateness(settings):
             state = State.LATE
@@ -180,12 +177,6 @@ def _entry(
 
 def _lateness(settings: Settings) -> dt.timedelta:
     return dt.timedelta(seconds=settings.max_lateness)
-
-
-def _aware(value: object) -> dt.datetime | None:
-    if not isinstance(value, dt.datetime):
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def due(entries: Iterable[Entry]) -> list[Entry]:
@@ -222,8 +213,6 @@ def lateness(entry: Entry, now: dt.datetime) -> dt.timedelta:
 def schedule(settings: Settings, path: Path, at: str, now: dt.datetime) -> dt.datetime:
     """`send FILE --at WHEN`: check the issue would send (renders, fits, has its footer),
     then write send_at into its front matter. A pinned issue is not rescheduled."""
-    from mailer.content.issue import set_send_at
-    from mailer.delivery.send import prepare
 
     when = parse_at(at, settings)
     if not path.is_file():
@@ -231,18 +220,10 @@ def schedule(settings: Settings, path: Path, at: str, now: dt.datetime) -> dt.da
     refuse_welcome(settings, path)
     rendered = prepare(settings, path, web=False)  # refuse now what would fail at 3 a.m.
     with open_store(settings) as store:
-        if store.ledger.load(rendered.issue.slug) is not None:
+        if store.pins.load(rendered.issue.slug) is not None:
             raise InputError(
                 f"{path}: {rendered.issue.slug!r} was sent already (see 'mailer status'); "
                 "--at schedules an issue that has not started"
             )
     set_send_at(path, when)
     return when
-
-
-def refuse_welcome(settings: Settings, path: Path) -> None:
-    if path.resolve() == welcome_path(settings):
-        raise InputError(
-            f"{path} is the welcome mail: mailer serve sends it to each person who confirms; "
-            "to mail it to the whole list, copy it to a file of its own"
-        )

@@ -10,11 +10,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
-from mailer.config import Settings
-from mailer.content.placeholders import Compiled, both_values, field_values
-from mailer.content.render import RenderedIssue
-from mailer.delivery.dkim import signer_from
-from mailer.delivery.message import (
+from mailer.compose.dkim import signer_from
+from mailer.compose.message import (
     EncodedBody,
     MessageFactory,
     address,
@@ -22,6 +19,9 @@ from mailer.delivery.message import (
     list_headers,
     list_unsubscribe,
 )
+from mailer.config import Settings
+from mailer.content.placeholders import Compiled, both_values, field_values
+from mailer.content.render import RenderedIssue
 from mailer.models import Recipient, Snapshot
 from mailer.tokens import (
     MAILTO,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from mailer.config import Settings
 from mailer.content.i18n import translations
 from mailer.content.render import Renderer
-from mailer.delivery.adhoc import send_adhoc
 from mailer.errors import DeliveryError
 from mailer.models import Issue
+from mailer.sending.adhoc import send_adhoc
 
 
 def send_confirmation(settings: Settings, email: str, name: str, confirm_url: str) -> None:
