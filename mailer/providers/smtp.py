@@ -1,8 +1,11 @@
 """SMTP: kept connections (one per worker), STARTTLS / implicit TLS / none, retries on 4xx.
 
-Each message is sent as MAIL, RCPT, DATA by hand rather than through sendmail(), because
-the difference matters: a failure before DATA means the server has nothing and we may try
-again; a failure during DATA means it may have the message, so it is ambiguous.
+Each message is sent as MAIL, RCPT, DATA and its body by hand rather than through
+sendmail(), because where a failure happens decides what it means: before the body left,
+the server has nothing and the message is tried again; after its final dot, it may have
+it, so it is ambiguous. One path for every server: pipelined (RFC 2920, one round trip a
+message) where the server offers it, one command at a time where not; replies are read
+by smtplib's own parser, and one rule (`_judge`) says what each means.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ BACKOFF = 0.5  # seconds, doubled per attempt
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
-class _Retry(Exception):
-    """A 4xx reply or a dropped connection before DATA: safe to try again."""
+class _Lost(Exception):
+    """The connection went while a command or a body was on its way."""
 
 
 class SmtpProvider:
@@ -45,6 +48,7 @@ class SmtpSession:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.conn: smtplib.SMTP | None = None
+        self.last_refusal: dict[int, str] = {}  # why a message is being tried again
 
     def _connect(self) -> smtplib.SMTP:
         s = self.s
@@ -98,167 +102,161 @@ class SmtpSession:
         return context
 
     def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
+        """Each message of the group once, a message the server refused for now (4xx) or
+        never got the body of tried again with backoff, up to RETRIES times."""
         outcome = Outcome()
+        todo = list(group)
         try:
-            self._send(mailing, group, outcome)
+            for attempt in range(RETRIES + 1):
+                if attempt:
+                    time.sleep(BACKOFF * 2 ** (attempt - 1))
+                todo = self._pass(mailing, todo, outcome)
+                if not todo:
+                    return outcome
         except DeliveryError as e:
             e.partial = outcome  # what went out before this failure is recorded, not reverted
             raise
+        for r in todo:
+            why = self.last_refusal.get(r.key, "no answer")
+            outcome.failed[r.key] = f"temporary failure, gave up: {why}"
         return outcome
 
-    def _send(self, mailing: Mailing, group: Sequence[Recipient], outcome: Outcome) -> None:
-        if self.conn is None:
-            self.conn = self._connect()
-        if self.conn.has_extn("pipelining"):
-            group = self._pipelined(mailing, group, outcome)  # what is left to retry
-        for r in group:
+    def _pass(self, mailing: Mailing, group: list[Recipient], outcome: Outcome) -> list[Recipient]:
+        """One go at each message, on one connection, in the one way for every server:
+        MAIL, RCPT, DATA, then the body and its final dot. A server that offers PIPELINING
+        (RFC 2920) gets the envelope's three commands in one write, and each body in the same
+        write as the next message's envelope: one round trip a message. One that does not
+        gets one command at a time. What each reply means is decided the same either way
+        (`_judge`): a message whose body never left is returned to try again; a connection
+        lost after its final dot leaves it ambiguous, never resent silently."""
+        conn = self._connection()
+        pipelined = conn.has_extn("pipelining")
+        again: list[Recipient] = []
+        body = _payload(mailing, group[0]) if group else b""
+        written = False  # the envelope went out with the previous body
+        for i, r in enumerate(group):
             try:
-                message = mailing.message(r)
-            except Exception as e:  # built here, before any byte left: nothing was sent
-                raise LocalError(f"cannot build the message for {r.email}: {e}") from None
-            mid = mailing.message_id(r)
-            sender = mailing.envelope_sender(r)
-            for attempt in range(RETRIES + 1):
-                try:
-                    self._one(sender, r, message, outcome, mid)
-                    break
-                except _Retry as e:
-                    if attempt == RETRIES:
-                        outcome.failed[r.key] = f"temporary failure, gave up: {e}"
-                    else:
-                        time.sleep(BACKOFF * 2**attempt)
-
-    def _pipelined(
-        self, mailing: Mailing, group: Sequence[Recipient], outcome: Outcome
-    ) -> list[Recipient]:
-        """RFC 2920: one round trip a message. The message's body and final dot go out in
-        one write with the next message's MAIL, RCPT and DATA; then the replies are read in
-        order. What each reply means is decided per message, exactly as without pipelining:
-        a connection lost after a body's final dot leaves that one message ambiguous; a
-        message whose body never left (its MAIL, RCPT or DATA refused with 4xx, or the
-        connection lost before) is returned to be tried again, one at a time."""
-        assert self.conn is not None and self.conn.sock is not None
-        conn, sock = self.conn, self.conn.sock
-        # An address that is not ASCII needs SMTPUTF8: the one-at-a-time path deals with it.
-        envelopes = {r.key: e for r in group if (e := _envelope(mailing, r)) is not None}
-        todo = [r for r in group if r.key in envelopes]
-        retry: list[Recipient] = [r for r in group if r.key not in envelopes]
-        if not todo:
-            return retry
-        try:
-            body = _payload(mailing, todo[0])
-            sock.sendall(envelopes[todo[0].key])
-        except OSError:
-            self._drop()
-            return retry + todo
-        for i, r in enumerate(todo):
-            try:
-                replies = [conn.getreply() for _ in range(3)]  # MAIL, RCPT, DATA
-            except (smtplib.SMTPServerDisconnected, OSError):
-                self._drop()  # this message's body never left: safe to try again
-                return retry + todo[i:]
+                replies = self._envelope(conn, _envelope(mailing, r), pipelined, written)
+            except _Lost as e:
+                # This body never left: safe to try again. The rest go on a new connection.
+                self._note([r], f"connection lost before DATA ({e})")
+                again.append(r)
+                self._drop()
+                conn, written = self._connection(), False
+                if i + 1 < len(group):
+                    body = _payload(mailing, group[i + 1])
+                continue
             refused = _first_refusal(replies)
             if refused is not None:
-                if replies[2][0] == 354:  # a server that says go ahead anyway: end it empty-handed
+                if replies[-1][0] == 354:  # into DATA after all: end the session empty-handed
                     self._drop()
-                    return retry + todo[i:]
-                code, reply, stage = refused
-                try:
-                    sock.sendall(b"RSET\r\n")
-                    conn.getreply()
-                    if i + 1 < len(todo):
-                        body = _payload(mailing, todo[i + 1])
-                        sock.sendall(envelopes[todo[i + 1].key])
-                except (smtplib.SMTPServerDisconnected, OSError):
-                    self._drop()
-                    self._refusal(code, reply, r, outcome, stage, retry)
-                    return retry + todo[i + 1 :]
-                self._refusal(code, reply, r, outcome, stage, retry)
+                    self._note(group[i:], "the server went into DATA after a refusal")
+                    return again + group[i:]
+                self._judge(mailing, r, *refused, outcome, again)
+                written = False
+                if not self._reset(conn):
+                    return again + group[i + 1 :]
+                if i + 1 < len(group):
+                    body = _payload(mailing, group[i + 1])
                 continue
-            # 354: this body, its final dot and the next envelope, in one write. The next
-            # message is built first: if it cannot be, this one is still finished properly.
-            nxt, next_body, problem = (todo[i + 1] if i + 1 < len(todo) else None), b"", None
+            # 354: this body and its final dot, with the next envelope when pipelined. The
+            # next message is built first: if it cannot be, this one still ends properly.
+            nxt = group[i + 1] if i + 1 < len(group) else None
+            next_body, problem = b"", None
             if nxt is not None:
                 try:
                     next_body = _payload(mailing, nxt)
                 except LocalError as e:
                     nxt, problem = None, e
+            ahead = _envelope(mailing, nxt) if pipelined and nxt is not None else b""
             try:
-                sock.sendall(body + (envelopes[nxt.key] if nxt is not None else b""))
-                code, reply = conn.getreply()
-            except (smtplib.SMTPServerDisconnected, OSError) as e:
+                code, reply = self._exchange(conn, body + ahead)
+            except _Lost as e:
                 # The server may have the whole message: never resend it silently.
-                self._drop()
                 outcome.ambiguous[r.key] = f"connection lost after the message was sent ({e})"
-                return retry + todo[i + 1 :]
-            if code == 250:
-                outcome.sent[r.key] = mailing.message_id(r)
-            else:
-                self._refusal(code, reply, r, outcome, "end of DATA", retry)
+                self._drop()
+                conn, written, body = self._connection(), False, next_body
+                if problem is not None:
+                    raise problem from None
+                continue
+            written = bool(ahead)
+            self._judge(mailing, r, code, reply, "end of DATA", outcome, again)
             if problem is not None:
                 raise problem
             body = next_body
-        return retry
+        return again
 
-    def _refusal(
+    def _envelope(
+        self, conn: smtplib.SMTP, commands: bytes, pipelined: bool, written: bool
+    ) -> list[tuple[int, bytes]]:
+        """The replies to MAIL, RCPT and DATA. Pipelined, all three were (or now are)
+        written at once; else each is written after the reply to the one before, and a
+        refusal stops there."""
+        lines = commands.split(b"\r\n")[:3]
+        try:
+            if pipelined:
+                if not written:
+                    conn.sock.sendall(commands)  # type: ignore[union-attr]
+                return [conn.getreply() for _ in lines]
+            replies = []
+            for line in lines:
+                replies.append(self._exchange(conn, line + b"\r\n"))
+                if _first_refusal(replies) is not None:
+                    break
+            return replies
+        except (smtplib.SMTPServerDisconnected, OSError) as e:
+            raise _Lost(str(e)) from None
+
+    @staticmethod
+    def _exchange(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+        """Write, then read one reply."""
+        try:
+            conn.sock.sendall(data)  # type: ignore[union-attr]
+            return conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as e:
+            raise _Lost(str(e)) from None
+
+    def _reset(self, conn: smtplib.SMTP) -> bool:
+        """RSET after a refused message; False when the connection went with it."""
+        try:
+            self._exchange(conn, b"RSET\r\n")
+            return True
+        except _Lost:
+            self._drop()
+            return False
+
+    def _judge(
         self,
+        mailing: Mailing,
+        r: Recipient,
         code: int,
         reply: bytes,
-        r: Recipient,
-        outcome: Outcome,
         stage: str,
-        retry: list[Recipient],
+        outcome: Outcome,
+        again: list[Recipient],
     ) -> None:
-        """A refused message in a pipelined group: 4xx is tried again (the one-at-a-time
-        path, with its backoff), 5xx failed (5.1.x: the address is dead)."""
-        if 400 <= code < 500:
-            retry.append(r)
-            return
-        _failed(code, reply, r.key, outcome, stage)
-
-    def _one(self, sender: str, r: Recipient, message: bytes, outcome: Outcome, mid: str) -> None:
-        sid = r.key
-        try:
-            if self.conn is None:
-                self.conn = self._connect()
-            conn = self.conn
-            code, reply = conn.mail(sender)
-            if code != 250:
-                self._refused(code, reply, sid, outcome, "MAIL FROM")
-                return
-            code, reply = conn.rcpt(r.email)
-            if code not in (250, 251):
-                self._refused(code, reply, sid, outcome, "RCPT TO")
-                return
-        except (smtplib.SMTPServerDisconnected, OSError) as e:
-            self._drop()
-            raise _Retry(f"connection lost before DATA ({e})") from None
-        try:
-            code, reply = conn.data(message)
-        except smtplib.SMTPDataError as e:
-            reply = e.smtp_error if isinstance(e.smtp_error, bytes) else str(e.smtp_error).encode()
-            self._refused(e.smtp_code, reply, sid, outcome, "DATA")
-            return
-        except (smtplib.SMTPException, OSError) as e:
-            # The server may have the whole message: never resend it silently.
-            self._drop()
-            outcome.ambiguous[sid] = f"connection lost during DATA ({e})"
-            return
-        if code == 250:
-            outcome.sent[sid] = mid
-        else:
-            self._refused(code, reply, sid, outcome, "end of DATA")
-
-    def _refused(self, code: int, reply: bytes, sid: int, outcome: Outcome, stage: str) -> None:
+        """The one rule for a reply to a message: 250 sent; 4xx tried again (nothing was
+        taken); 5xx failed, and 5.1.x means the address is dead."""
         text = reply.decode("utf-8", "replace")
-        try:
-            if self.conn is not None:
-                self.conn.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
-        if 400 <= code < 500:
-            raise _Retry(f"{code} {text}")
-        _failed(code, reply, sid, outcome, stage)
+        if code == 250:
+            outcome.sent[r.key] = mailing.message_id(r)
+        elif 400 <= code < 500:
+            self.last_refusal[r.key] = f"{code} {text}"
+            again.append(r)
+        else:
+            outcome.failed[r.key] = f"{stage}: {code} {text}"[:500]
+            m = _ENHANCED.search(reply)
+            if code >= 500 and m and m.group(1) == b"5" and m.group(2) == b"1":
+                outcome.bounced.add(r.key)
+
+    def _note(self, group: Sequence[Recipient], why: str) -> None:
+        for r in group:
+            self.last_refusal[r.key] = why
+
+    def _connection(self) -> smtplib.SMTP:
+        if self.conn is None:
+            self.conn = self._connect()
+        return self.conn
 
     def _drop(self) -> None:
         _close(self.conn)
@@ -271,32 +269,24 @@ class SmtpSession:
             self._drop()
 
 
-def _failed(code: int, reply: bytes, sid: int, outcome: Outcome, stage: str) -> None:
-    text = reply.decode("utf-8", "replace")
-    outcome.failed[sid] = f"{stage}: {code} {text}"[:500]
-    m = _ENHANCED.search(reply)
-    if code >= 500 and m and m.group(1) == b"5" and m.group(2) == b"1":
-        outcome.bounced.add(sid)  # 5.1.x: the address does not exist
-
-
 def _first_refusal(replies: list[tuple[int, bytes]]) -> tuple[int, bytes, str] | None:
-    """The reply that refused a pipelined MAIL, RCPT or DATA, with its stage; or None."""
-    (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = replies
-    if mail != 250:
-        return mail, mail_text, "MAIL FROM"
-    if rcpt not in (250, 251):
-        return rcpt, rcpt_text, "RCPT TO"
-    if data != 354:
-        return data, data_text, "DATA"
+    """The reply that refused a message's MAIL, RCPT or DATA, with its stage; or None."""
+    for (code, text), stage, ok in zip(replies, _STAGES, _ACCEPTED, strict=False):
+        if code not in ok:
+            return code, text, stage
     return None
 
 
-def _envelope(mailing: Mailing, r: Recipient) -> bytes | None:
-    """MAIL, RCPT and DATA for one message (one recipient each); None when an address is
-    not ASCII."""
+_STAGES = ("MAIL FROM", "RCPT TO", "DATA")
+_ACCEPTED = ((250,), (250, 251), (354,))
+
+
+def _envelope(mailing: Mailing, r: Recipient) -> bytes:
+    """MAIL, RCPT and DATA for one message (one recipient each). Addresses are ASCII
+    (validated without SMTPUTF8); one that is not cannot be sent, and nothing was."""
     sender = mailing.envelope_sender(r)
     if not (sender.isascii() and r.email.isascii()):
-        return None
+        raise LocalError(f"{r.email}: an address that is not ASCII needs SMTPUTF8")
     return f"MAIL FROM:{_angle(sender)}\r\nRCPT TO:{_angle(r.email)}\r\nDATA\r\n".encode("ascii")
 
 

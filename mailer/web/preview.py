@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -143,105 +142,6 @@ def create_preview_app(previewer: Previewer, hosts: Sequence[str] = ("127.0.0.1"
     plus localhost names): a page elsewhere that rebinds its DNS name to 127.0.0.1 cannot
     read drafts or the --as subscriber's data."""
 
-    async def index(request: Request) -> Response:
-        issues = previewer.issues()
-        if not previewer.target.is_dir():
-            return Response(
-                status_code=307, headers={"Location": f"/issue/{previewer.target.name}"}
-            )
-        if not issues:
-            return HTMLResponse(
-                _page(
-                    "No issues",
-                    f"<p>No issue files (.md) in {html.escape(str(previewer.target))}.</p>",
-                ),
-                404,
-            )
-        rows = []
-        for name in issues:
-            r = previewer.render(name)
-            assert r is not None
-            rows.append(
-                f'<tr><td><a href="/issue/{html.escape(name)}">{html.escape(r.subject or name)}</a></td>'
-                f"<td>{html.escape(r.date)}</td><td>{r.size / 1024:.1f} KB</td>"
-                f"<td>{html.escape(r.error)}</td></tr>"
-            )
-        table = (
-            "<table><tr><th>Subject</th><th>Date</th><th>HTML</th><th></th></tr>"
-            + "".join(rows)
-            + "</table>"
-        )
-        return HTMLResponse(_page("Issues", table))
-
-    def rendered_or_404(request: Request) -> Rendered | Response:
-        r = previewer.render(request.path_params["name"])
-        if r is None:
-            return HTMLResponse(_page("Not found", "<p>No such issue.</p>"), 404)
-        return r
-
-    async def viewer(request: Request) -> Response:
-        r = rendered_or_404(request)
-        if isinstance(r, Response):
-            return r
-        return HTMLResponse(VIEWER.replace("__NAME__", json.dumps(r.name)))
-
-    async def email_html(request: Request) -> Response:
-        r = rendered_or_404(request)
-        if isinstance(r, Response):
-            return r
-        if r.error:
-            return HTMLResponse(
-                _page("Cannot render", f'<pre class="error">{html.escape(r.error)}</pre>'), 500
-            )
-        return HTMLResponse(r.html)
-
-    async def email_text(request: Request) -> Response:
-        r = rendered_or_404(request)
-        if isinstance(r, Response):
-            return r
-        return PlainTextResponse(r.error or r.text, 500 if r.error else 200)
-
-    async def media_file(request: Request) -> Response:
-        found = previewer.media.get(request.path_params["name"])
-        if found is None:
-            return PlainTextResponse("not found", 404)
-        return Response(found.data, media_type=found.content_type)
-
-    async def source(request: Request) -> Response:
-        r = rendered_or_404(request)
-        if isinstance(r, Response):
-            return r
-        return PlainTextResponse(r.error or r.source, 500 if r.error else 200)
-
-    async def info(request: Request) -> Response:
-        r = rendered_or_404(request)
-        if isinstance(r, Response):
-            return r
-        return JSONResponse({**r.info(), "version": previewer.version})
-
-    async def events(request: Request) -> Response:
-        async def stream() -> AsyncIterator[str]:
-            yield f"data: {previewer.version}\n\n"
-            stop = asyncio.ensure_future(previewer.stopping.wait())
-            try:
-                while not previewer.stopping.is_set():
-                    change = asyncio.ensure_future(previewer.changed.wait())
-                    done, _ = await asyncio.wait(
-                        {change, stop}, timeout=15, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    change.cancel()
-                    if stop in done:
-                        return
-                    yield f"data: {previewer.version}\n\n" if done else ": keep-alive\n\n"
-                    if await request.is_disconnected():
-                        return
-            finally:
-                stop.cancel()
-
-        return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-        )
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(previewer.watch())
@@ -250,35 +150,135 @@ def create_preview_app(previewer: Previewer, hosts: Sequence[str] = ("127.0.0.1"
         finally:
             task.cancel()
 
-    routes = [
-        Route("/", index),
-        Route("/issue/{name}", viewer),
-        Route("/issue/{name}/email.html", email_html),
-        Route("/issue/{name}/email.txt", email_text),
-        Route("/issue/{name}/source", source),
-        Route("/issue/{name}/info.json", info),
-        Route("/events", events),
-        Route("/media/{name}", media_file),
-    ]
     allowed = (
         ["*"]
         if any(h in ("0.0.0.0", "::", "") for h in hosts)
         else [*hosts, "localhost", "127.0.0.1", "[::1]"]
     )
-    return Starlette(
-        routes=routes,
+    app = Starlette(
+        routes=ROUTES,
         lifespan=lifespan,
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed)],
     )
+    app.state.previewer = previewer
+    return app
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:4px 12px;text-align:left}"
-        ".error{color:#b00020;white-space:pre-wrap}</style>"
-        f"<h1>{html.escape(title)}</h1>{body}"
+_PAGES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    page = {"issues": None, "folder": "", "error": "", "message": ""} | values
+    return HTMLResponse(_PAGES.get_template(template).render(**page), status)
+
+
+def _previewer(request: Request) -> Previewer:
+    previewer: Previewer = request.app.state.previewer
+    return previewer
+
+
+def _rendered(request: Request) -> Rendered | Response:
+    r = _previewer(request).render(request.path_params["name"])
+    if r is None:
+        return _page("preview_page.html.j2", 404, title="Not found", message="No such issue.")
+    return r
+
+
+async def index(request: Request) -> Response:
+    previewer = _previewer(request)
+    if not previewer.target.is_dir():
+        return Response(status_code=307, headers={"Location": f"/issue/{previewer.target.name}"})
+    rendered = [previewer.render(name) for name in previewer.issues()]
+    return _page(
+        "preview_page.html.j2",
+        200 if rendered else 404,
+        title="Issues" if rendered else "No issues",
+        issues=rendered,
+        folder=str(previewer.target),
     )
 
 
-VIEWER = (Path(__file__).parent / "viewer.html").read_text(encoding="utf-8")
+async def viewer(request: Request) -> Response:
+    r = _rendered(request)
+    return r if isinstance(r, Response) else _page("viewer.html.j2", name=r.name)
+
+
+async def email_html(request: Request) -> Response:
+    r = _rendered(request)
+    if isinstance(r, Response):
+        return r
+    if r.error:
+        return _page("preview_page.html.j2", 500, title="Cannot render", error=r.error)
+    return HTMLResponse(r.html)
+
+
+async def email_text(request: Request) -> Response:
+    r = _rendered(request)
+    if isinstance(r, Response):
+        return r
+    return PlainTextResponse(r.error or r.text, 500 if r.error else 200)
+
+
+async def source(request: Request) -> Response:
+    r = _rendered(request)
+    if isinstance(r, Response):
+        return r
+    return PlainTextResponse(r.error or r.source, 500 if r.error else 200)
+
+
+async def info(request: Request) -> Response:
+    r = _rendered(request)
+    if isinstance(r, Response):
+        return r
+    return JSONResponse({**r.info(), "version": _previewer(request).version})
+
+
+async def media_file(request: Request) -> Response:
+    found = _previewer(request).media.get(request.path_params["name"])
+    if found is None:
+        return PlainTextResponse("not found", 404)
+    return Response(found.data, media_type=found.content_type)
+
+
+async def events(request: Request) -> Response:
+    """Server-sent events: the version number now, and again whenever the issue or a
+    template changes; a keep-alive comment every 15 s; the end on Ctrl-C."""
+    previewer = _previewer(request)
+
+    async def stream() -> AsyncIterator[str]:
+        yield f"data: {previewer.version}\n\n"
+        stop = asyncio.ensure_future(previewer.stopping.wait())
+        try:
+            while not previewer.stopping.is_set():
+                change = asyncio.ensure_future(previewer.changed.wait())
+                done, _ = await asyncio.wait(
+                    {change, stop}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+                )
+                change.cancel()
+                if stop in done:
+                    return
+                yield f"data: {previewer.version}\n\n" if done else ": keep-alive\n\n"
+                if await request.is_disconnected():
+                    return
+        finally:
+            stop.cancel()
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+ROUTES = [
+    Route("/", index),
+    Route("/issue/{name}", viewer),
+    Route("/issue/{name}/email.html", email_html),
+    Route("/issue/{name}/email.txt", email_text),
+    Route("/issue/{name}/source", source),
+    Route("/issue/{name}/info.json", info),
+    Route("/events", events),
+    Route("/media/{name}", media_file),
+]
