@@ -201,8 +201,15 @@ class Outcome:
     ambiguous: dict[int, str] = field(default_factory=dict)  # may have gone out
 
 
-# The per-recipient placeholder fields, in the order Mailing.fields gives their values.
-FIELDS = ("unsubscribe_url", "email", "name")
+class Fields(NamedTuple):
+    """One recipient's placeholder values, as plain text (the name cleaned to one line)."""
+
+    unsubscribe_url: str
+    email: str
+    name: str
+
+
+FIELDS = Fields._fields  # the per-recipient placeholder fields
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058's List-Unsubscribe-Post value
 
 
@@ -232,9 +239,8 @@ class Mailing(Protocol):
 
     def text_template(self, keys: Mapping[str, str]) -> str: ...
 
-    def fields(self, r: Recipient) -> tuple[str, str, str]:
-        """One recipient's placeholder values in FIELDS order (unsubscribe URL, address,
-        name), as plain text: the name cleaned to one line, nothing HTML-escaped."""
+    def fields(self, r: Recipient) -> Fields:
+        """One recipient's placeholder values, as plain text: nothing HTML-escaped."""
         ...
 
     def list_headers(self, unsubscribe_url: str, r: Recipient | None = None) -> dict[str, str]:

@@ -532,7 +532,7 @@ def test_copy_text_is_copy_format_whatever_the_values(rows: list[tuple[object, o
         return text
 
     expected = "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
-    assert copy_text(list(rows), 2) == expected
+    assert copy_text(list(rows)) == expected
 
 
 @given(
@@ -564,4 +564,4 @@ def test_staged_rows_are_copy_format_whatever_the_names(
     nonces = list(range(1, len(chunk) + 1))
     got = import_pg._staged_text(chunk, hashes, nonces)
     rows = import_pg._staged_rows(chunk, hashes, nonces)  # the general path's values
-    assert got == import_pg.copy_text(rows, 8)
+    assert got == import_pg.copy_text(rows)

@@ -4,6 +4,7 @@ statements would, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -94,3 +95,37 @@ def test_one_of_finds_exactly_the_values_given(store: Store, n: int) -> None:
         )
         assert set(by_id.scalars()) == wanted
         assert set(by_key.scalars()) == {f"k{i}" for i in wanted}
+
+
+def test_shared_and_stored_values_land_as_sqlalchemy_would_write_them(store: Store) -> None:
+    from mailer.store.schema import subscribers
+
+    at = dt.datetime(2026, 12, 4, 9, 30, 1, 5, tzinfo=dt.UTC)
+    shared = {"consent_source": "import", "consent_at": at, "created_at": at, "updated_at": at}
+    columns = ("email", "email_key", "name", "status", "attributes", "nonce")
+    read = sa.select(subscribers).order_by(subscribers.c.email)
+    with store.engine.begin() as conn:
+        rows = [
+            ("a@x.org", "a@x.org", "A", "active", '{"k": "v"}', 1),
+            ("b@x.org", "b@x.org", "", "active", "{}", 2),
+        ]
+        assert (
+            insert_many(conn, subscribers, columns, rows, shared=shared, as_stored={"attributes"})
+            == 2
+        )
+        mine = [r._asdict() | {"id": 0} for r in conn.execute(read)]
+        conn.execute(subscribers.delete())
+        for email, key, name, status, attributes, nonce in rows:
+            conn.execute(
+                subscribers.insert().values(
+                    email=email,
+                    email_key=key,
+                    name=name,
+                    status=status,
+                    attributes=json.loads(attributes),
+                    nonce=nonce,
+                    **shared,
+                )
+            )
+        theirs = [r._asdict() | {"id": 0} for r in conn.execute(read)]
+    assert mine == theirs and mine[0]["attributes"] == {"k": "v"}

@@ -22,7 +22,7 @@ from mailer.compose.message import (
 from mailer.config import Settings
 from mailer.content.placeholders import Compiled, both_values, field_values
 from mailer.content.render import RenderedIssue
-from mailer.models import Recipient, Snapshot
+from mailer.models import Fields, Recipient, Snapshot
 from mailer.tokens import (
     MAILTO,
     VERP,
@@ -134,7 +134,7 @@ class IssueMailing:
     def unsubscribe_url(self, r: Recipient) -> str:
         return self.unsubscribe_prefix + unsubscribe_token(self.signer, r, self.ref)
 
-    def fields(self, r: Recipient) -> tuple[str, str, str]:
+    def fields(self, r: Recipient) -> Fields:
         return field_values(self.unsubscribe_url(r), r.email, r.name)
 
     def list_headers(self, unsubscribe_url: str, r: Recipient | None = None) -> dict[str, str]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mailer.errors import InputError
-from mailer.models import FIELDS
+from mailer.models import FIELDS, Fields
 from mailer.text import clean_text, escape_html
 
 # Letters, digits and underscores only: MJML, premailer and lxml leave them untouched.
@@ -46,20 +46,20 @@ class Compiled:
         return self.fill(TOKENS)
 
 
-def field_values(unsubscribe_url: str, email: str, name: str) -> tuple[str, str, str]:
-    """One recipient's values as text, in FIELDS order.
+def field_values(unsubscribe_url: str, email: str, name: str) -> Fields:
+    """One recipient's values as text.
 
     Only the name needs cleaning here: the URL is ours (URL-safe token) and the address
     was normalized by email-validator, which refuses control characters.
     """
-    return unsubscribe_url, email, clean_text(name) if name else ""
+    return Fields(unsubscribe_url, email, clean_text(name) if name else "")
 
 
 def both_values(
     unsubscribe_url: str, email: str, name: str
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(HTML values, text values) for one recipient."""
-    text = dict(zip(FIELDS, field_values(unsubscribe_url, email, name), strict=True))
+    text = field_values(unsubscribe_url, email, name)._asdict()
     return {k: escape_html(v) for k, v in text.items()}, text
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 FEW = 16  # values that are bound one by one: a statement SQLAlchemy compiles once
 
@@ -47,43 +47,78 @@ def insert_many(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     skip_conflicts_on: sa.Column[Any] | None = None,
+    shared: Mapping[str, Any] | None = None,
+    as_stored: Collection[str] = (),
 ) -> int:
-    """Insert `rows` (values in `columns` order) in one executemany; with
+    """Insert `rows` (values in `columns` order) in one executemany; `shared` holds the
+    values every row has (a time, a source), converted once; `as_stored` names columns
+    whose values come as the database stores them (JSON text the caller made). With
     `skip_conflicts_on`, a row whose value there exists already is skipped (ON CONFLICT DO
     NOTHING). Returns how many rows went in."""
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    if skip_conflicts_on is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
+    shared = dict(shared or {})
+    names = [*columns, *shared]
     if conn.dialect.name != "sqlite":
+        statement = postgresql.insert(table)
+        if skip_conflicts_on is not None:
+            statement = statement.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
         # Its executemany reports no row count: the inserted rows' keys are counted instead.
         key = next(iter(table.primary_key.columns))
-        params = [dict(zip(columns, r, strict=True)) for r in rows]
+        params = [
+            {**dict(zip(columns, _parsed(r, columns, as_stored), strict=True)), **shared}
+            for r in rows
+        ]
         return len(conn.execute(statement.returning(key), params).all())
-    compiled = statement.values({name: sa.bindparam(name) for name in columns})
-    sql = str(compiled.compile(dialect=conn.dialect))
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) "
+        f"VALUES ({', '.join('?' * len(names))})"
+    )
+    if skip_conflicts_on is not None:
+        sql += f" ON CONFLICT ({quote(skip_conflicts_on.name)}) DO NOTHING"
+    same = tuple(_convert(conn, table.c[name], value) for name, value in shared.items())
     # Most columns need no conversion (text, numbers): only the others are touched.
     converted = [
-        (at, f) for at, name in enumerate(columns) if (f := _converter(conn, table.c[name]))
+        (at, f)
+        for at, name in enumerate(columns)
+        if name not in as_stored and (f := _converter(conn, table.c[name]))
     ]
-    values = [tuple(r) for r in rows]
+    values = [tuple(r) + same for r in rows]
     if converted:
         for n, row in enumerate(rows):
             listed = list(row)
             for at, f in converted:
                 if listed[at] is not None:
                     listed[at] = f(listed[at])
-            values[n] = tuple(listed)
+            values[n] = (*listed, *same)
     return int(conn.exec_driver_sql(sql, values).rowcount)
 
 
+def _parsed(row: Sequence[Any], columns: Sequence[str], as_stored: Collection[str]) -> list[Any]:
+    """A row for SQLAlchemy's own statement: stored JSON text back to its value."""
+    return [
+        json.loads(v) if name in as_stored and isinstance(v, str) else v
+        for name, v in zip(columns, row, strict=True)
+    ]
+
+
+def _convert(conn: sa.Connection, column: sa.Column[Any], value: Any) -> Any:
+    f = _converter(conn, column)
+    return value if f is None or value is None else f(value)
+
+
 def _converter(conn: sa.Connection, column: sa.Column[Any]) -> Callable[[Any], Any] | None:
-    """What SQLAlchemy does to a value of this column before the driver sees it. Times
-    repeat within a batch (SendGrid's are whole seconds): each is converted once."""
+    """What SQLAlchemy does to a value of this column before the driver sees it. Values
+    that repeat are converted once: times within a batch (SendGrid's are whole seconds),
+    and the empty JSON object most subscribers' attributes are."""
     impl = column.type.dialect_impl(conn.dialect)
     process = impl.bind_processor(conn.dialect)
-    if process is not None and column.type.python_type is dt.datetime:
+    if process is None:
+        return None
+    if column.type.python_type is dt.datetime:
         return functools.lru_cache(maxsize=4096)(process)
+    if isinstance(column.type, sa.JSON):
+        empty = process({})
+        return lambda value: empty if value == {} else process(value)
     return process

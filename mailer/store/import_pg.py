@@ -104,7 +104,7 @@ def _staged_text(chunk: list[Row], hashes: bool, nonces: list[int]) -> str:
                 for r, nonce in zip(chunk, nonces, strict=True)
             ]
         )
-    return copy_text(_staged_rows(chunk, hashes, nonces), len(_STAGED))
+    return copy_text(_staged_rows(chunk, hashes, nonces))
 
 
 def _staged_rows(chunk: list[Row], hashes: bool, nonces: list[int]) -> list[tuple[Any, ...]]:
@@ -194,23 +194,11 @@ def _insert(conn: sa.Connection, source: str, dry_run: bool) -> int:
     )
 
 
-def copy_text(rows: list[tuple[Any, ...]], width: int) -> str:
+def copy_text(rows: list[tuple[Any, ...]]) -> str:
     """Rows in COPY's text format: tab-separated, NULL as \\N, and backslash, tab, CR and
-    LF escaped. Addresses, keys and numbers never hold those; names and attributes rarely
-    do: the whole chunk is checked at once, and only a chunk that needs it is escaped."""
-    data = "".join("\t".join(["\x00" if v is None else str(v) for v in row]) + "\n" for row in rows)
-    plain = (
-        "\\" not in data
-        and "\r" not in data
-        and data.count("\t") == len(rows) * (width - 1)
-        and data.count("\n") == len(rows)
-        and data.count("\x00") == sum(row.count(None) for row in rows)
-    )
-    if plain:
-        return data.replace("\x00", "\\N")
+    LF escaped (the general case: _staged_text writes most chunks, which need none)."""
     return "".join(
-        "\t".join(["\\N" if v is None else _escape_copy(str(v)) for v in row]) + "\n"
-        for row in rows
+        "\t".join([_N if v is None else _escape_copy(str(v)) for v in row]) + "\n" for row in rows
     )
 
 

@@ -8,7 +8,7 @@ from mailer.config import Settings
 from mailer.errors import LocalError
 from mailer.models import Mailing, Outcome, Recipient
 from mailer.providers.sendgrid.api import Client
-from mailer.providers.sendgrid.body import MAX_PERSONALIZATIONS, build_body
+from mailer.providers.sendgrid.body import MAX_PERSONALIZATIONS, MailSend
 
 
 class SendGridProvider:
@@ -27,10 +27,13 @@ class SendGridProvider:
 class SendGridSession:
     def __init__(self, settings: Settings) -> None:
         self.client = Client(settings)
+        self.requests: MailSend | None = None  # for the mailing being sent
 
     def send(self, mailing: Mailing, group: Sequence[Recipient]) -> Outcome:
+        if self.requests is None or self.requests.mailing is not mailing:
+            self.requests = MailSend(mailing)  # its message level is encoded once
         try:
-            body = build_body(mailing, group)
+            body = self.requests.body(group)
         except Exception as e:  # built here, before any byte left: nothing was sent
             raise LocalError(f"cannot build the SendGrid request: {e}") from None
         message_id = self.client.send_mail(body)
