@@ -85,7 +85,7 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Every store test runs on SQLite and on the real PostgreSQL."""
     if request.param == "sqlite":
@@ -122,9 +122,40 @@ def sqlite_project(tmp_path: Path) -> Path:
     return make_project(tmp_path, f"sqlite:///{tmp_path / 'mailer.db'}")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module whose subject is not the store says SQLITE_ONLY = True: its tests run on
+    SQLite alone (store tests run on both databases)."""
+    if "db_url" in metafunc.fixturenames:
+        databases: list[Any] = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+        if getattr(metafunc.module, "SQLITE_ONLY", False):
+            databases = ["sqlite"]
+        metafunc.parametrize("db_url", databases, indirect=True)
+
+
 @pytest.fixture
-def settings(project: Path) -> Settings:
-    return load_settings(project)
+def settings(request: pytest.FixtureRequest, project: Path) -> Settings:
+    """The project's settings, with what the test module's SETTINGS adds."""
+    return load_settings(project, getattr(request.module, "SETTINGS", None))
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Any]:
+    from mailer.store import open_store
+
+    with open_store(settings) as s:
+        yield s
+
+
+@pytest.fixture
+def client(settings: Settings, store: Any) -> Iterator[Any]:
+    """mailer serve in process, its background thread off: tests drain the mail queue."""
+    from starlette.testclient import TestClient
+
+    from mailer.web.serve import create_app
+
+    app = create_app(settings, store, background=False)
+    with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as c:
+        yield c
 
 
 class Cli:

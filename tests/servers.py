@@ -335,9 +335,9 @@ def run_uvicorn(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
+    from tests.conftest import wait_until
+
+    wait_until(lambda: server.started, "uvicorn to start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -20,6 +20,8 @@ from mailer.content.issue import load_issue
 from mailer.content.render import Renderer
 from tests.conftest import SAMPLES, write
 
+SQLITE_ONLY = True  # the subject is not the store
+
 JS = Path(__file__).resolve().parent / "js"
 STRESS = Path(__file__).resolve().parent / "fixtures" / "stress.md"
 CLIENTS = "gmail.*,apple-mail.*,outlook.outlook-com,yahoo.*"
@@ -40,11 +42,6 @@ def issues(project: Path) -> list[Path]:
     if (SAMPLES / "ai-daily-digest.md").exists():
         found.append(SAMPLES / "ai-daily-digest.md")
     return found
-
-
-@pytest.fixture
-def settings(sqlite_project: Path) -> Settings:
-    return load_settings(sqlite_project)
 
 
 def html_of(settings: Settings, path: Path, out: Path) -> Path:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mailer.config import Settings, load_settings
+from mailer.config import Settings
 from mailer.content import markdown
 from mailer.content.issue import load_issue
 from mailer.content.render import Renderer
 from mailer.errors import InputError, TemplateError
 from tests.conftest import write
+
+SQLITE_ONLY = True  # the subject is not the store
 
 DIGEST = """# 🧠 **Weekly** digest 周报
 
@@ -37,11 +39,6 @@ Text after it.
 
 ![diagram](https://example.com/img.png)
 """
-
-
-@pytest.fixture
-def settings(sqlite_project: Path) -> Settings:
-    return load_settings(sqlite_project)
 
 
 @pytest.fixture

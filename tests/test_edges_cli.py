@@ -27,7 +27,7 @@ from mailer.content.render import Renderer
 from mailer.errors import ConfigError, InputError, TemplateError
 from mailer.store import open_url
 from mailer.store.imports import import_csv
-from tests.conftest import Cli, write
+from tests.conftest import Cli, wait_until, write
 
 ISSUE = "issues/2026-11-20-weekly.md"
 
@@ -466,14 +466,8 @@ def test_preview_stops_at_once_on_ctrl_c_with_a_stream_open(
     try:
         assert proc.stdout is not None
         proc.stdout.readline()  # "previewing ... at http://..." once it listens
-        deadline = time.monotonic() + 30
-        while True:  # wait for the server to accept, then hold the event stream open
-            try:
-                stream = socket.create_connection(("127.0.0.1", port), timeout=10)
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_until(lambda: _accepts(port), "the preview to accept connections")
+        stream = socket.create_connection(("127.0.0.1", port), timeout=10)  # held open
         stream.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert b"data: 0" in stream.recv(4096) or b"data: 0" in stream.recv(4096)
         proc.send_signal(signal.SIGINT)
@@ -522,3 +516,11 @@ def test_a_web_signup_during_an_import_both_succeed(project: Path, db_url: str) 
         pending = store.subscribers.count("pending")
     r = result[0]
     assert r.added + r.unchanged == 2000 and r.added == 2000 - pending
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        return True
+    except OSError:
+        return False

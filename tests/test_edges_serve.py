@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,29 +18,14 @@ from starlette.testclient import TestClient
 
 from mailer.config import Settings, load_settings
 from mailer.errors import ConfigError
-from mailer.store import Store, open_store
-from mailer.web.serve import create_app, redact
-from tests.conftest import Cli
+from mailer.store import Store
+from mailer.web.http import redact
+from mailer.web.serve import create_app
+from tests.conftest import Cli, wait_until
 from tests.servers import free_port, run_uvicorn
-from tests.test_serve import PUBLIC, drain, events, signed
+from tests.web import PUBLIC, drain, events, signed
 
-
-@pytest.fixture
-def settings(project: Path) -> Settings:
-    return load_settings(project, {"sendgrid_webhook_public_key": PUBLIC})
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    with open_store(settings) as s:
-        yield s
-
-
-@pytest.fixture
-def client(settings: Settings, store: Store) -> Iterator[TestClient]:
-    app = create_app(settings, store, background=False)
-    with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as c:
-        yield c
+SETTINGS = {"sendgrid_webhook_public_key": PUBLIC}  # read by conftest's settings fixture
 
 
 # -- the webhook -----------------------------------------------------------------------
@@ -206,9 +189,8 @@ def test_concurrent_subscribes_and_long_forwarded_for(settings: Settings, store:
         for t in threads:
             t.join()
         assert sorted(set(codes)) <= [200, 429] and 200 in codes
-        deadline = time.monotonic() + 60
-        while store.queue.count() and time.monotonic() < deadline:
-            time.sleep(0.01)  # the background thread drains what the pages queued
+        # the background thread drains what the pages queued
+        wait_until(lambda: not store.queue.count(), "the mail queue to drain")
         with store.engine.connect() as conn:
             left = conn.exec_driver_sql(
                 "SELECT attempts, last_error, next_at FROM mail_queue"
@@ -267,7 +249,7 @@ def test_a_dead_database_is_a_503_not_a_500(
 def test_report_counts_people_not_events(
     client: TestClient, settings: Settings, store: Store, run: Cli, project: Path
 ) -> None:
-    from tests.test_serve import url_for
+    from tests.web import url_for
 
     for e in ("a@example.com", "b@example.com"):
         store.subscribers.add(e)

@@ -12,20 +12,17 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from mailer.config import Settings, load_settings
+from mailer.config import Settings
 from mailer.web.preview import Previewer, create_preview_app
 from mailer.web.sockets import bind_free
 from tests.conftest import Cli, write
 from tests.servers import run_uvicorn
 
+SQLITE_ONLY = True  # the subject is not the store
+
 ISSUE = "issues/2026-11-20-weekly.md"
 
 LOCAL = "http://127.0.0.1:8025"  # the preview answers only the host it bound
-
-
-@pytest.fixture
-def settings(sqlite_project: Path) -> Settings:
-    return load_settings(sqlite_project)
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -12,60 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
-from mailer.config import Settings, load_settings
+from mailer.config import Settings
 from mailer.models import Recipient
-from mailer.store import Store, open_store
+from mailer.store import Store
 from mailer.tokens import unsubscribe_signer, unsubscribe_url
 from mailer.web.serve import create_app
-from tests.conftest import Cli
+from tests.conftest import Cli, wait_until
 from tests.servers import run_uvicorn
+from tests.web import PUBLIC, _decoded, confirm_links, drain, events, signed, url_for
 
-KEY = ec.generate_private_key(ec.SECP256R1())
-PUBLIC = base64.b64encode(
-    KEY.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-).decode()
-
-
-def signed(
-    body: bytes, ts: int | None = None, key: ec.EllipticCurvePrivateKey = KEY
-) -> dict[str, str]:
-    stamp = str(ts if ts is not None else int(time.time()))
-    sig = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {
-        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
-        "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
-        "Content-Type": "application/json",
-    }
-
-
-@pytest.fixture
-def settings(project: Path) -> Settings:
-    return load_settings(project, {"sendgrid_webhook_public_key": PUBLIC})
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    with open_store(settings) as s:
-        yield s
-
-
-@pytest.fixture
-def client(settings: Settings, store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, store, background=False), follow_redirects=False) as c:
-        yield c
-
-
-def url_for(settings: Settings, store: Store, email: str, issue_ref: int = 1) -> str:
-    s = store.subscribers.require(email)
-    return unsubscribe_url(
-        settings.base_url, unsubscribe_signer(settings.secret_key), s.recipient, issue_ref
-    ).removeprefix(settings.base_url)
+SETTINGS = {"sendgrid_webhook_public_key": PUBLIC}  # conftest's settings fixture reads it
 
 
 def test_get_shows_a_page_and_changes_nothing(
@@ -168,59 +125,12 @@ def test_forged_tokens_all_get_the_same_answer(
 
 def wait_for_confirmations(project: Path, n: int) -> list[str]:
     """The links, once the background thread has written `n` confirmation mails."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        folder = project / "outbox" / "confirmations"
-        if folder.is_dir() and len(list(folder.glob("*.eml"))) >= n:
-            return confirm_links(project)
-        time.sleep(0.01)
-    raise AssertionError(f"no {n} confirmation mail(s) within 60 s")
-
-
-def drain(client: TestClient) -> None:
-    """Send what the pages queued (mailer serve's background thread does it live)."""
-    client.app.state.mailer.outbound.drain()  # type: ignore[attr-defined]
-
-
-def confirm_links(project: Path) -> list[str]:
-    """The confirmation links in the outbox, oldest first."""
-    mails = sorted(
-        (project / "outbox" / "confirmations").glob("*.eml"), key=lambda p: p.stat().st_mtime_ns
+    folder = project / "outbox" / "confirmations"
+    wait_until(
+        lambda: folder.is_dir() and len(list(folder.glob("*.eml"))) >= n,
+        f"{n} confirmation mail(s)",
     )
-    return [
-        re.search(  # type: ignore[union-attr]
-            rb"https://news\.example\.com(/confirm/[A-Za-z0-9._-]+)", _decoded(m.read_bytes())
-        )
-        .group(1)
-        .decode()
-        for m in mails
-    ]
-
-
-def test_coming_back_takes_a_fresh_confirmation(
-    client: TestClient, settings: Settings, store: Store, project: Path
-) -> None:
-    """'Subscribe again' sends a confirmation; only its link makes the person active."""
-    ann = store.subscribers.add("ann@example.com")[0]
-    path = url_for(settings, store, "ann@example.com")
-    r = client.post(path, data={"List-Unsubscribe": "One-Click"})
-    assert r.status_code == 200 and "You are unsubscribed" in r.text
-    assert store.subscribers.require("ann@example.com").status == "unsubscribed"
-    action = re.search(r'action="(/resubscribe/[^"]+)"', r.text).group(1)  # type: ignore[union-attr]
-    r = client.post(action, headers={"User-Agent": "TestBrowser/1"})
-    assert r.status_code == 200 and "confirmation email is on its way" in r.text
-    drain(client)
-    assert store.subscribers.require("ann@example.com").status == "unsubscribed"  # not yet
-    (link,) = confirm_links(project)
-    r = client.post(link, headers={"User-Agent": "UA/2"})
-    assert r.status_code == 200 and "You are subscribed" in r.text
-    s = store.subscribers.require("ann@example.com")
-    assert s.status == "active" and s.consent_source == "web:confirm" and s.id == ann.id
-    # the link is used up: after another unsubscribe it brings nobody back
-    client.post(path, data={"List-Unsubscribe": "One-Click"})
-    r = client.post(link)
-    assert r.status_code == 410 and "expired" in r.text
-    assert store.subscribers.require("ann@example.com").status == "unsubscribed"
+    return confirm_links(project)
 
 
 @pytest.mark.parametrize("suppressed", ["bounced", "complained"])
@@ -280,27 +190,6 @@ def test_double_opt_in(client: TestClient, settings: Settings, store: Store, pro
     drain(client)
     assert again.text.replace("n•••", "X") == r.text.replace("N•••", "X")  # no enumeration
     assert len(list((project / "outbox" / "confirmations").glob("*.eml"))) == 1
-
-
-def _decoded(raw: bytes) -> bytes:
-    import email
-    import email.policy
-
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    return "".join(p.get_content() for p in msg.iter_parts()).encode()  # type: ignore[attr-defined]
-
-
-def test_subscribe_bad_input_and_rate_limit(client: TestClient) -> None:
-    assert client.post("/subscribe", data={}).status_code == 400
-    assert client.post("/subscribe", data={"email": "not an address"}).status_code == 400
-    codes = [
-        client.post("/subscribe", data={"email": f"x{i}@example.com"}).status_code for i in range(8)
-    ]
-    assert 429 in codes
-
-
-def events(*items: dict[str, Any]) -> bytes:
-    return json.dumps(list(items)).encode()
 
 
 def test_webhook_suppresses_and_dedupes(client: TestClient, store: Store) -> None:

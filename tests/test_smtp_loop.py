@@ -15,7 +15,7 @@ import pytest
 from mailer.config import load_settings
 from mailer.store import open_store
 from mailer.tokens import VERP, Sealer, verp_ids
-from tests.conftest import Cli, write
+from tests.conftest import Cli, wait_until, write
 from tests.loop import BOUNCES, env, headers_of, issue, sent_to, statuses
 from tests.mailservers import Dovecot, make_certs
 from tests.reports import arf_complaint, auto_reply, exim_bounce, postfix_dsn, spam
@@ -372,7 +372,6 @@ def test_serve_fetches_bounces_on_its_interval(
     run: Cli, project: Path, smtp: SmtpServer, imap: Dovecot
 ) -> None:
     """One long-running `mailer serve` covers the loop: its thread reads the mailbox."""
-    import time
 
     from starlette.testclient import TestClient
 
@@ -396,7 +395,6 @@ def test_serve_fetches_bounces_on_its_interval(
         },
     )
     with open_store(settings) as store, TestClient(create_app(settings, store)):
-        deadline = time.monotonic() + 60
-        while statuses(project)["dead@example.com"] != "bounced" and time.monotonic() < deadline:
-            time.sleep(0.05)  # the serve's bounce thread does the work
+        # the serve's bounce thread does the work
+        wait_until(lambda: statuses(project)["dead@example.com"] == "bounced", "the bounce")
     assert statuses(project) == {"dead@example.com": "bounced"}

@@ -27,7 +27,7 @@ from mailer.store.imports import import_csv
 from mailer.web.serve import create_app
 from tests.conftest import Cli, write
 from tests.servers import SendGridServer, SmtpServer
-from tests.test_serve import drain
+from tests.web import drain
 
 ISSUE = "issues/2026-11-20-weekly.md"
 

@@ -415,17 +415,8 @@ def test_archive_export_is_a_static_site(live: tuple[Path, str], tmp_path: Path)
 # -- welcome -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with (
-        open_store(settings) as store,
-        TestClient(create_app(settings, store, background=False), follow_redirects=False) as c,
-    ):
-        yield c
-
-
 def _confirm(client: TestClient, project: Path, address: str) -> None:
-    from tests.test_serve import confirm_links, drain
+    from tests.web import confirm_links, drain
 
     before = len(confirm_links(project)) if (project / "outbox" / "confirmations").exists() else 0
     assert client.post("/subscribe", data={"email": address}).status_code == 200
@@ -458,7 +449,7 @@ def test_welcome_mail_once_after_confirming(run: Cli, project: Path, client: Tes
 
 
 def drain_and_confirm_again(client: TestClient, project: Path) -> None:
-    from tests.test_serve import confirm_links, drain
+    from tests.web import confirm_links, drain
 
     drain(client)
     assert client.post(confirm_links(project)[-1]).status_code == 200

@@ -25,94 +25,12 @@ from mailer.models import (
     RecipientState,
     SubscriberStatus,
 )
+from mailer.store import ledger_sql as q
 from mailer.store.owners import new_owner, owner_is_dead
 from mailer.store.schema import batches, recipients, subscribers
 from mailer.store.subscribers import change_status, erased_tally, now
 
 LEASE = dt.timedelta(minutes=5)
-param = sa.bindparam
-
-# The statements a send runs for every group, built once: building a Core statement and
-# its cache key again for each group cost more than SQLite took to run it (a fifth of an
-# SMTP send's CPU, whose groups are ten messages).
-_IN_BATCH = (recipients.c.issue_id == param("b_issue"), recipients.c.batch_seq == param("b_seq"))
-_PENDING_IN_BATCH = (*_IN_BATCH, recipients.c.state == RecipientState.PENDING)
-_REQUESTING_IN_BATCH = (*_IN_BATCH, recipients.c.state == RecipientState.REQUESTING)
-_NEXT_BATCH = (
-    sa.select(batches.c.id, batches.c.seq)
-    .where(batches.c.issue_id == param("b_issue"), batches.c.state == BatchState.PENDING)
-    .order_by(batches.c.seq)
-    .limit(1)
-    .with_for_update(skip_locked=True)
-)
-_THIS_BATCH = _NEXT_BATCH.where(batches.c.seq == param("b_seq"))
-_CLAIM = (
-    batches.update()
-    .where(batches.c.id == param("b_id"))
-    .values(
-        state=BatchState.CLAIMED,
-        lease_owner=param("owner"),
-        lease_expires=param("expires"),
-        attempts=batches.c.attempts + 1,
-        updated_at=param("at"),
-    )
-)
-_PENDING_PEOPLE = (
-    sa.select(
-        subscribers.c.id,
-        subscribers.c.email,
-        subscribers.c.name,
-        subscribers.c.status,
-        subscribers.c.nonce,
-    )
-    .join(recipients, recipients.c.subscriber_id == subscribers.c.id)
-    .where(*_PENDING_IN_BATCH)
-    .order_by(subscribers.c.id)
-    .limit(param("n"))
-)
-_SKIP = (
-    recipients.update()
-    .where(*_PENDING_IN_BATCH, recipients.c.subscriber_id.in_(param("gone", expanding=True)))
-    .values(state=RecipientState.SKIPPED, error="no longer active", updated_at=param("at"))
-)
-_REQUEST_ALL = (
-    recipients.update()
-    .where(*_PENDING_IN_BATCH)
-    .values(state=RecipientState.REQUESTING, updated_at=param("at"), version=param("b_version"))
-)
-_REQUEST_RANGE = _REQUEST_ALL.where(recipients.c.subscriber_id.between(param("lo"), param("hi")))
-_BATCH_REQUESTING = (
-    batches.update()
-    .where(batches.c.id == param("b_id"))
-    .values(state=BatchState.REQUESTING, lease_expires=param("expires"), updated_at=param("at"))
-)
-_SENT_ALL = (
-    recipients.update()
-    .where(*_REQUESTING_IN_BATCH)
-    .values(state=RecipientState.SENT, message_id=param("mid"), updated_at=param("at"))
-)
-_SENT_EACH = (  # executemany: a message id each (SMTP, outbox)
-    recipients.update()
-    .where(*_REQUESTING_IN_BATCH, recipients.c.subscriber_id == param("sid"))
-    .values(state=RecipientState.SENT, message_id=param("mid"), updated_at=param("at"))
-)
-_ENDED_EACH = (  # executemany: failed or ambiguous, with the reason
-    recipients.update()
-    .where(*_REQUESTING_IN_BATCH, recipients.c.subscriber_id == param("sid"))
-    .values(state=param("b_state"), error=param("err"), updated_at=param("at"))
-)
-_BATCH_MESSAGE_ID = (
-    batches.update().where(batches.c.id == param("b_id")).values(provider_message_id=param("pmid"))
-)
-_STATES = (
-    sa.select(recipients.c.state, sa.func.count()).where(*_IN_BATCH).group_by(recipients.c.state)
-)
-_SETTLE = (
-    batches.update()
-    .where(batches.c.id == param("b_id"))
-    .values(state=param("b_state"), lease_owner=None, lease_expires=None, updated_at=param("at"))
-)
-_SETTLE_WITH_ERROR = _SETTLE.values(error=param("b_error"))
 
 
 @dataclass(frozen=True)
@@ -302,12 +220,12 @@ class Ledger:
     def _claim(
         self, conn: sa.Connection, issue_id: int, owner: str, version: int, seq: int | None = None
     ) -> Claim | None:
-        which = _NEXT_BATCH if seq is None else _THIS_BATCH
+        which = q.NEXT_BATCH if seq is None else q.THIS_BATCH
         row = conn.execute(which, {"b_issue": issue_id, "b_seq": seq}).first()
         if row is None:
             return None
         at = now()
-        conn.execute(_CLAIM, {"b_id": row.id, "owner": owner, "expires": at + LEASE, "at": at})
+        conn.execute(q.CLAIM, {"b_id": row.id, "owner": owner, "expires": at + LEASE, "at": at})
         return Claim(row.id, issue_id, row.seq, owner, version)
 
     def claim_group(
@@ -339,14 +257,14 @@ class Ledger:
         active = SubscriberStatus.ACTIVE.value
         while True:
             # One more than needed: is there anything after this group?
-            rows = conn.execute(_PENDING_PEOPLE, {**batch, "n": limit + 1}).all()
+            rows = conn.execute(q.PENDING_PEOPLE, {**batch, "n": limit + 1}).all()
             more = len(rows) > limit
             rows = rows[:limit]
             if not rows:
                 return [], False
             gone = [row.id for row in rows if row.status != active]
             if gone:
-                conn.execute(_SKIP, {**batch, "gone": gone, "at": at})
+                conn.execute(q.SKIP, {**batch, "gone": gone, "at": at})
             if len(gone) < len(rows):
                 break
             if not more:
@@ -356,10 +274,10 @@ class Ledger:
         # exactly the active ones read.
         taken = {**batch, "at": at, "b_version": claim.version}
         if more:
-            conn.execute(_REQUEST_RANGE, {**taken, "lo": rows[0].id, "hi": rows[-1].id})
+            conn.execute(q.REQUEST_RANGE, {**taken, "lo": rows[0].id, "hi": rows[-1].id})
         else:
-            conn.execute(_REQUEST_ALL, taken)
-        conn.execute(_BATCH_REQUESTING, {"b_id": claim.batch_id, "expires": at + LEASE, "at": at})
+            conn.execute(q.REQUEST_ALL, taken)
+        conn.execute(q.BATCH_REQUESTING, {"b_id": claim.batch_id, "expires": at + LEASE, "at": at})
         group = [
             Recipient(row.id, row.email, row.name, row.nonce)
             for row in rows
@@ -387,10 +305,10 @@ class Ledger:
             if len(message_ids) == 1 and len(outcome.sent) == group_size:
                 # One request took the whole group (SendGrid). The claim is ours alone, so
                 # every requesting row of the batch is this group: no id list needed.
-                conn.execute(_SENT_ALL, {**batch, "mid": message_ids.pop()[:200] or None})
+                conn.execute(q.SENT_ALL, {**batch, "mid": message_ids.pop()[:200] or None})
             elif outcome.sent:  # a message id each (SMTP, the outbox): one executemany
                 conn.execute(
-                    _SENT_EACH,
+                    q.SENT_EACH,
                     [{**batch, "sid": sid, "mid": mid[:200]} for sid, mid in outcome.sent.items()],
                 )
             for state, reasons in (
@@ -399,7 +317,7 @@ class Ledger:
             ):
                 if reasons:
                     conn.execute(
-                        _ENDED_EACH,
+                        q.ENDED_EACH,
                         [
                             {**batch, "sid": sid, "b_state": state.value, "err": err[:500]}
                             for sid, err in reasons.items()
@@ -411,7 +329,7 @@ class Ledger:
                 )
             if batch_message_id:
                 conn.execute(
-                    _BATCH_MESSAGE_ID, {"b_id": claim.batch_id, "pmid": batch_message_id[:200]}
+                    q.BATCH_MESSAGE_ID, {"b_id": claim.batch_id, "pmid": batch_message_id[:200]}
                 )
             if settle:
                 self._settle(conn, claim.issue_id, claim.batch_id, claim.seq)
@@ -441,7 +359,7 @@ class Ledger:
         self, conn: sa.Connection, issue_id: int, batch_id: int, seq: int, error: str | None = None
     ) -> None:
         states: dict[str, int] = dict(
-            conn.execute(_STATES, {"b_issue": issue_id, "b_seq": seq}).all()
+            conn.execute(q.STATES, {"b_issue": issue_id, "b_seq": seq}).all()
         )
         if states.get(RecipientState.PENDING):
             state = BatchState.PENDING
@@ -453,9 +371,9 @@ class Ledger:
             state = BatchState.SENT
         values: dict[str, Any] = {"b_id": batch_id, "b_state": state.value, "at": now()}
         if error is None:
-            conn.execute(_SETTLE, values)
+            conn.execute(q.SETTLE, values)
         else:
-            conn.execute(_SETTLE_WITH_ERROR, {**values, "b_error": error[:2000]})
+            conn.execute(q.SETTLE_WITH_ERROR, {**values, "b_error": error[:2000]})
 
     # -- reporting and retries ------------------------------------------------------------
 
