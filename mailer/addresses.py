@@ -33,7 +33,8 @@ def normalize(raw: str) -> str:
         at = m.start(1)  # just after the @
         domain = m.group(1).lower()
         # Every special-use name is a single label, so the last label is all to check.
-        if at <= 65 and domain[domain.rfind(".") + 1 :] not in _SPECIAL:
+        # "--" may be punycode or a reserved "ab--" label: email-validator decides.
+        if at <= 65 and "--" not in domain and domain[domain.rfind(".") + 1 :] not in _SPECIAL:
             return candidate[:at] + domain
     try:
         v = validate_email(
