@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mailer import addresses
+from mailer import addresses, languages
+from mailer.audience import TOPIC_KEY
 from mailer.errors import ConfigError
+from mailer.models import FeedSource, Topic
 from mailer.text import is_one_line
 
 CONFIG_FILE = "mailer.toml"
@@ -86,6 +88,17 @@ class Settings:
         "issues/welcome.md"  # mailed once to each confirmed subscriber, if it exists
     )
     welcome_latest: bool = False  # also mail a new subscriber the latest issue, once
+    # The languages readers may choose (editions, pages, footers); `language` comes first.
+    languages: tuple[str, ...] = ()
+    topics: tuple[Topic, ...] = ()  # [topics] in mailer.toml: key = "name" or {en = "..."}
+    # Proxies whose X-Forwarded-For names the client (IPs or CIDRs); none by default, so
+    # nobody can claim another address by sending the header.
+    trusted_proxies: tuple[str, ...] = ()
+    signup_queue_limit: int = 1000  # sign-up and link mails waiting; more are told to wait
+    signup_proof_of_work: int = 100_000  # the sign-up form's challenge size; 0 turns it off
+    sources: tuple[FeedSource, ...] = ()  # [[sources]] in mailer.toml: what `draft` reads
+    stats_token: str = ""  # `mailer serve` shows /stats to whoever presents it; none: no /stats
+    count_clicks: bool = False  # article links go through BASE/l/...: counted, per link only
 
     def require(self, *keys: str) -> None:
         """Fail with one line naming the variable and the toml key of the first missing one."""
@@ -95,6 +108,20 @@ class Settings:
                     f"missing setting {key}: set {env_name(key)} or add "
                     f'{key} = "..." to {self.project / CONFIG_FILE}'
                 )
+
+    @property
+    def offered_languages(self) -> tuple[str, ...]:
+        """The list's language first, then the others readers may choose."""
+        return (self.language, *(t for t in self.languages if t != self.language))
+
+    def in_language(self, tag: str) -> Settings:
+        """These settings speaking `tag` (an edition's words, fonts, pages); "" keeps them."""
+        from dataclasses import replace
+
+        return replace(self, language=tag) if tag and tag != self.language else self
+
+    def topic_keys(self) -> tuple[str, ...]:
+        return tuple(t.key for t in self.topics)
 
     @property
     def display_name(self) -> str:
@@ -143,6 +170,14 @@ def _coerce(key: str, raw: Any, kind: type, source: str) -> Any:
             f"e.g. {key} = {EXAMPLES.get(key, '...')}"
         )
 
+    if kind is tuple:  # a TOML array, or a comma-separated line from the environment
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(
+                f"setting {key} from {source} must be a list of text, got {str(raw)[:60]!r}; "
+                f"e.g. {key} = {EXAMPLES.get(key, '[...]')}"
+            )
+        return tuple(i.strip() for i in items if i.strip())
     if kind is bool:
         words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
         if isinstance(raw, bool):
@@ -195,7 +230,10 @@ def load_settings(
     project = Path(project or ".").resolve()
     env = os.environ if environ is None else environ
     toml = read_toml(project)
-    known = {f.name: f for f in fields(Settings) if f.name != "project"}
+    tables = ("project", "topics", "sources")  # TOML tables, read on their own
+    known = {f.name: f for f in fields(Settings) if f.name not in tables}
+    topics = _topics(toml.pop("topics", None))
+    feeds = _sources(toml.pop("sources", None), {t.key for t in topics})
     for where, keys in ((str(project / CONFIG_FILE), toml), ("--set", overrides or {})):
         unknown = sorted(set(keys) - set(known))
         if unknown:
@@ -227,7 +265,7 @@ def load_settings(
                 raise ConfigError(
                     f"setting {key} from {sources[key]} {e}; e.g. {key} = {EXAMPLES[key]}"
                 ) from None
-    settings = Settings(project=project, **values)
+    settings = Settings(project=project, topics=topics, sources=feeds, **values)
     _validate(settings)
     return settings
 
@@ -324,9 +362,105 @@ def _positive(value: float) -> float:
 
 
 def _language(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
-        raise ValueError("must be a language tag")
+    try:
+        return languages.canonical(value)
+    except ValueError as e:
+        raise ValueError(f"must be a language tag: {e}") from None
+
+
+def _languages(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_language(v) for v in values))
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    import ipaddress
+
+    for v in values:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ValueError(f"holds {v[:60]!r}, which is not an IP address or CIDR") from None
+    return values
+
+
+def _sources(raw: Any, topics: set[str]) -> tuple[FeedSource, ...]:
+    """[[sources]]: url = "https://…/feed.xml", optional name and topic (a declared one)."""
+    if raw is None:
+        return ()
+    where = f"[[sources]] in {CONFIG_FILE}"
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise ConfigError(f'{where}: each source is a table: [[sources]] then url = "https://..."')
+    found = []
+    for i, entry in enumerate(raw, 1):
+        unknown = sorted(set(entry) - {"url", "name", "topic"})
+        if unknown:
+            raise ConfigError(
+                f"{where}: source {i} has unknown key {unknown[0]!r}; use url, name, topic"
+            )
+        url, name, topic = entry.get("url"), entry.get("name", ""), entry.get("topic", "")
+        if not all(isinstance(v, str) for v in (url, name, topic)):
+            raise ConfigError(f"{where}: source {i}: url, name and topic are text")
+        try:
+            url = _feed_url(str(url))
+        except ValueError as e:
+            raise ConfigError(f"{where}: source {i}: url {e}") from None
+        if not is_one_line(str(name)):
+            raise ConfigError(f"{where}: source {i}: name must be one line")
+        if topic and topic not in topics:
+            known = ", ".join(sorted(topics)) or "none: declare them under [topics]"
+            raise ConfigError(f"{where}: source {i}: unknown topic {topic!r}; topics: {known}")
+        found.append(FeedSource(str(url), str(name).strip()[:100], str(topic)))
+    return tuple(found)
+
+
+def _feed_url(value: str) -> str:
+    """A feed's URL: absolute http(s), query allowed (many feeds have one), no credentials."""
+    _one_line(value)
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry a user or password")
     return value
+
+
+def _topics(raw: Any) -> tuple[Topic, ...]:
+    """[topics]: key = "Name" (one name) or key = { en = "AI", zh-CN = "人工智能" }."""
+    where = f"[topics] in {CONFIG_FILE}"
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError(f'topics in {CONFIG_FILE} must be a table: [topics] then ai = "AI"')
+    found = []
+    for key, value in raw.items():
+        if not TOPIC_KEY.fullmatch(key):
+            raise ConfigError(
+                f"{where}: {key[:40]!r} is not a topic key; use a-z, 0-9, - and _ (e.g. ai)"
+            )
+        names = {"": value} if isinstance(value, str) else value
+        if (
+            not isinstance(names, dict)
+            or not names
+            or not all(isinstance(n, str) and n.strip() and is_one_line(n) for n in names.values())
+        ):
+            raise ConfigError(
+                f"{where}: {key} must be a name, or a table of names by language "
+                f'(e.g. {key} = {{ en = "AI", zh-CN = "人工智能" }})'
+            )
+        pairs = []
+        for tag, name in names.items():
+            try:
+                pairs.append((languages.canonical(tag) if tag else "", name.strip()[:80]))
+            except ValueError as e:
+                raise ConfigError(f"{where}: {key}: {e}") from None
+        found.append(Topic(key, tuple(pairs)))
+    if len(found) > 100:
+        raise ConfigError(f"{where}: at most 100 topics")
+    return tuple(found)
 
 
 RULES: dict[str, Callable[[Any], Any]] = {
@@ -339,6 +473,11 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "sendgrid_api_host": _url,
     "secret_key": _secret,
     "language": _language,
+    "languages": _languages,
+    "trusted_proxies": _networks,
+    "signup_queue_limit": _between(10, 1_000_000),
+    "signup_proof_of_work": _between(0, 10_000_000),
+    "stats_token": _secret,
     "smtp_port": _between(1, 65535),
     "smtp_timeout": _positive,
     "sendgrid_timeout": _positive,
@@ -381,6 +520,11 @@ EXAMPLES = {
     "sendgrid_api_host": '"https://api.sendgrid.com"',
     "secret_key": '"' + "x" * 8 + '..." (mailer init writes a random one)',
     "language": '"zh-CN"',
+    "languages": '["zh-CN", "en"]',
+    "trusted_proxies": '["127.0.0.1"] (the proxy in front of mailer serve)',
+    "signup_queue_limit": "1000",
+    "signup_proof_of_work": "100000",
+    "stats_token": '"a long random string" (python -c "import secrets; print(secrets.token_urlsafe(32))")',
     "smtp_port": "587",
     "smtp_timeout": "30",
     "sendgrid_timeout": "30",

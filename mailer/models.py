@@ -170,6 +170,9 @@ class Issue:
     send_at: dt.datetime | None = None  # front matter; naive means the timezone setting's
     archive: bool = True  # front matter `archive: false` keeps it off the web
     line_offset: int = 0  # lines of front matter before the body, for messages
+    audience: str | None = None  # front matter: who it goes to (an audience expression)
+    language: str = ""  # its language: an edition's, from the file name; "" the list's
+    edition: str = ""  # an edition's tag (X.en.md: "en"); "" for the main file
 
 
 class Recipient(NamedTuple):
@@ -278,11 +281,59 @@ class Snapshot:
     web_html: str = ""
     archive: bool = True
     date: str = ""  # the issue's own date, as the archive shows it
+    language: str = ""  # the language it is written in
+    # The other language editions, each a Snapshot of its own (headers shared): a reader
+    # gets the one of their language, or this one.
+    editions: tuple[Snapshot, ...] = ()
+    links: tuple[str, ...] = ()  # its article links, numbered at the pin (count_clicks)
 
     @property
     def content_hash(self) -> str:
         import hashlib
         import json
 
-        data = [self.subject, self.preheader, self.html, self.text, sorted(self.headers.items())]
+        data: list[object] = [
+            self.subject,
+            self.preheader,
+            self.html,
+            self.text,
+            sorted(self.headers.items()),
+        ]
+        if self.editions:  # an issue without editions hashes as it always did
+            data += [[e.language, e.content_hash] for e in self.editions]
         return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
+
+    def edition(self, language: str) -> Snapshot:
+        """The edition in `language` ("" or an unknown tag: this main one)."""
+        for e in self.editions:
+            if e.language == language:
+                return e
+        return self
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    """A feed `mailer draft` reads, declared under [[sources]] in mailer.toml."""
+
+    url: str
+    name: str = ""  # shown as the section's heading; the feed's own title otherwise
+    topic: str = ""  # a declared topic the section belongs to
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic readers may choose, declared under [topics] in mailer.toml."""
+
+    key: str
+    names: tuple[tuple[str, str], ...] = ()  # (language tag, display name)
+
+    def name(self, language: str) -> str:
+        """Its name in `language`, else in a broader or narrower form of it, else its first."""
+        for tag, name in self.names:
+            if tag == language:
+                return name
+        base = language.split("-")[0]
+        for tag, name in self.names:
+            if tag.split("-")[0] == base:
+                return name
+        return self.names[0][1] if self.names else self.key

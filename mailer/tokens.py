@@ -78,6 +78,11 @@ def confirm_signer(secret_key: str) -> TokenSigner:
     return TokenSigner(secret_key, "confirm")
 
 
+def click_signer(secret_key: str) -> TokenSigner:
+    """Counted links: (the issue's link number, the link's number in it). No reader."""
+    return TokenSigner(secret_key, "click")
+
+
 def resubscribe_signer(secret_key: str) -> TokenSigner:
     return TokenSigner(secret_key, "resubscribe")
 
@@ -107,6 +112,16 @@ def unsubscribe_url(base_url: str, signer: TokenSigner, r: Recipient, issue_ref:
 _BASE32 = re.compile(r"^[a-z2-7]+$")
 
 
+def derive_key(secret_key: str, purpose: bytes, length: int = 32) -> bytes:
+    """A key of its own for one purpose (RFC 5869 HKDF from secret_key): sealing, the
+    sign-up form's challenges. One derivation for every key that is not a link token's."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    salt, _, info = purpose.partition(b"/")
+    return HKDF(hashes.SHA256(), length=length, salt=salt, info=info).derive(secret_key.encode())
+
+
 class Sealer:
     """Numbers sealed with AES-SIV under a key derived from secret_key.
 
@@ -116,13 +131,10 @@ class Sealer:
     """
 
     def __init__(self, secret_key: str) -> None:
-        from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-        # A key of its own (RFC 5869), apart from the link tokens': AES-256-SIV takes 64 bytes.
-        hkdf = HKDF(hashes.SHA256(), length=64, salt=b"mailer.seal", info=b"AES-SIV")
-        self._siv = AESSIV(hkdf.derive(secret_key.encode()))
+        # A key of its own, apart from the link tokens': AES-256-SIV takes 64 bytes.
+        self._siv = AESSIV(derive_key(secret_key, b"mailer.seal/AES-SIV", 64))
 
     def seal(self, kind: str, plain: bytes) -> bytes:
         return self._siv.encrypt(plain, [kind.encode()])

@@ -332,7 +332,8 @@ def run_uvicorn(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False)
+    server = uvicorn.Server(config)  # as `mailer serve` runs it
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     from tests.conftest import wait_until

@@ -26,7 +26,7 @@ ISSUE = "issues/2026-11-20-weekly.md"
 N = 400
 
 
-def start_sender(project: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_sender(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -37,6 +37,7 @@ def start_sender(project: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
             "send",
             str(project / ISSUE),
             "--yes",
+            *args,
         ],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
@@ -195,3 +196,56 @@ def test_sendgrid_sender_killed_at_random_never_twice_never_missed(
             r = listed("send", str(project / ISSUE), "--yes", "--retry-ambiguous", env=env)
             assert r.exit_code == 0, r.output
             assert all(n >= 1 for n in sg.state.delivered.values()) and len(sg.state.delivered) == N
+
+
+def test_the_audience_is_pinned_across_a_kill(
+    run: Cli, project: Path, db_url: str, smtp: SmtpServer
+) -> None:
+    """Sending to topic:ai, the sender is killed mid-send. Before the resume a newcomer
+    takes the topic (not added: the audience was pinned), one reader not yet mailed drops
+    it (skipped: they left it), and the resume is run with the same --to."""
+    toml = project / "mailer.toml"
+    toml.write_text(toml.read_text() + '[topics]\nai = "AI"\nml = "ML"\n')
+    rows = "".join(f"r{i:04d}@example.com,{'ai' if i % 2 else 'ml'}\n" for i in range(200))
+    write(project / "list.csv", "email,topics\n" + rows)
+    assert run("subscribers", "import", str(project / "list.csv")).exit_code == 0
+    env = {
+        "MAILER_PROVIDER": "smtp",
+        "MAILER_SMTP_HOST": "127.0.0.1",
+        "MAILER_SMTP_PORT": str(smtp.port),
+        "MAILER_SMTP_SECURITY": "none",
+        "MAILER_BATCH_SIZE": "10",
+        "MAILER_CONCURRENCY": "1",
+        "MAILER_RATE_LIMIT": "100",
+    }
+    delivered = smtp.handler.delivered
+    proc = start_sender(project, env, "--to", "topic:ai")
+    wait_for(lambda: sum(delivered.values()), 30, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.stderr is not None
+    proc.stderr.close()
+    states = ledger(project, db_url)
+    assert len(states) == 100  # the snapshot: the ai readers only
+    unsent = sorted(e for e, s in states.items() if s == "pending")
+    assert unsent, "the kill came after the last message"
+    leaver = unsent[-1]
+    assert run("subscribers", "add", "newcomer@example.com").exit_code == 0
+    assert run("subscribers", "topics", "newcomer@example.com", "--add", "ai").exit_code == 0
+    assert run("subscribers", "topics", leaver, "--remove", "ai").exit_code == 0
+    # Another audience for the resume is refused; the same one resumes.
+    other = run("send", str(project / ISSUE), "--yes", "--to", "topic:ml", env=env)
+    assert other.exit_code == 1 and "keeps it" in other.output
+    final = start_sender(project, env, "--to", "topic:ai")
+    _, err = final.communicate(timeout=120)
+    assert "Traceback" not in err.decode()
+    states = ledger(project, db_url)
+    assert "newcomer@example.com" not in states and "newcomer@example.com" not in delivered
+    assert states[leaver] == "skipped" and leaver not in delivered
+    ai = {f"r{i:04d}@example.com" for i in range(200) if i % 2}
+    assert set(delivered) <= ai and all(n == 1 for n in delivered.values())
+    for address, state in states.items():
+        assert state in ("sent", "ambiguous", "skipped"), (address, state)
+        if state == "sent":
+            assert delivered.get(address) == 1
+    assert len(states) == 100 and list(states.values()).count("skipped") == 1

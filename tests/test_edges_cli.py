@@ -178,7 +178,7 @@ def test_destructive_commands_refuse_without_a_terminal(run: Cli) -> None:
         run("subscribers", "erase", "ann@example.com"),
         "refusing to erase without confirmation: pass --yes",
     )
-    assert run("subscribers", "count").output == "1\n"
+    assert run("subscribers", "count").stdout == "1\n"
 
 
 def test_a_template_without_the_unsubscribe_link_or_address_is_never_sent(

@@ -48,13 +48,13 @@ def test_sync_applies_every_list_paginated(
         "unsubscribes: 601 at SendGrid, would change 600, already suppressed 0, not on the list 1"
         in dry.output
     )
-    assert run("subscribers", "count", "--status", "active").output == "604\n"
+    assert run("subscribers", "count", "--status", "active").stdout == "604\n"
     r = run("suppressions", "sync", env=env(sendgrid))
     assert (
         "bounces: 1 at SendGrid, changed 1" in r.output
         and "spam_reports: 1 at SendGrid, changed 1" in r.output
     )
-    assert run("subscribers", "count", "--status", "active").output == "1\n"
+    assert run("subscribers", "count", "--status", "active").stdout == "1\n"
     again = run("suppressions", "sync", env=env(sendgrid))
     assert "unsubscribes: 601 at SendGrid, changed 0, already suppressed 600" in again.output
     assert run("send", str(project / ISSUE), "--yes").exit_code == 0

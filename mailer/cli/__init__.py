@@ -140,11 +140,11 @@ def cli(
 
 
 def main() -> None:
-    from mailer.cli import content, feedback, send, subscribers, web  # noqa: F401  (registers commands)
+    from mailer.cli import content, desk, feedback, send, subscribers, web  # noqa: F401  (registers)
 
     cli(prog_name="mailer")
 
 
 def register() -> None:
     """Import the command modules; tests call this before using `cli` directly."""
-    from mailer.cli import content, feedback, send, subscribers, web  # noqa: F401
+    from mailer.cli import content, desk, feedback, send, subscribers, web  # noqa: F401

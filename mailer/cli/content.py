@@ -45,8 +45,16 @@ def init(directory: Path) -> None:
 )
 @click.option("--as", "as_email", metavar="EMAIL", help="Personalize for this subscriber.")
 @click.option("--images", "list_images", is_flag=True, help="List every image, local and remote.")
+@click.option("--lang", "language", metavar="TAG", help="Build its edition in TAG (ISSUE.TAG.md).")
 @pass_obj
-def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None, list_images: bool) -> None:
+def build(
+    obj: Obj,
+    issue: Path,
+    out_dir: Path,
+    as_email: str | None,
+    list_images: bool,
+    language: str | None,
+) -> None:
     """Compile an issue to the HTML and text a subscriber will get.
 
     Local images are resized and converted into OUTPUT/media (and served by
@@ -57,10 +65,11 @@ def build(obj: Obj, issue: Path, out_dir: Path, as_email: str | None, list_image
     Example:
       mailer build issues/2026-11-20-weekly.md -o build
       mailer build issues/2026-11-20-weekly.md --images
+      mailer build issues/2026-11-20-weekly.md --lang en
     """
     from mailer.compose.build import build_issue
 
-    result = build_issue(obj.settings(), issue, out_dir, as_email)
+    result = build_issue(obj.settings(), issue, out_dir, as_email, language)
     click.echo(f"subject: {result.subject}")
     for path, size in result.files:
         click.echo(f"{path}  {size / 1024:.1f} KB")

@@ -23,7 +23,7 @@ def report(obj: Obj, issue: str, as_json: bool) -> None:
     Example:
       mailer report issues/2026-11-20-weekly.md
     """
-    from mailer.feedback.report import SHOWN
+    from mailer.feedback.report import BY, SHOWN
     from mailer.feedback.report import report as core_report
 
     r = core_report(obj.settings(), issue)
@@ -37,6 +37,19 @@ def report(obj: Obj, issue: str, as_json: bool) -> None:
         click.echo(f"  {kind.value:<13} {r.count(kind)}")
     for link in r.top_links:
         click.echo(f"  {link.clicks:>6}  {safe(link.url)}")
+    if not any(r.count(k) for k in SHOWN):
+        click.echo(
+            "  (these come from provider events: SendGrid's webhook, the bounce mailbox; "
+            "with the outbox or plain SMTP only the counted links and unsubscribes fill)",
+            err=True,
+        )
+    for title, split in (("edition", r.by_edition), ("topic", r.by_topic)):
+        if len(split) < (2 if title == "edition" else 1):
+            continue  # one edition is the totals again; no topics, nothing to split
+        click.echo(f"  by {title}: " + "  ".join(f"{k:>9}" for k in BY))
+        for group, counts in split.items():
+            cells = "  ".join(f"{counts.get(k, 0):>9}" for k in BY)
+            click.echo(f"  {safe(group)[:12]:<12} {cells}")
 
 
 @cli.group()

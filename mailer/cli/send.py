@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from mailer.cli import EXIT_ERROR, EXIT_PARTIAL, Obj, cli, confirm_or_refuse, pass_obj
+from mailer.cli import (
+    EXIT_ERROR,
+    EXIT_PARTIAL,
+    Obj,
+    cli,
+    confirm_or_refuse,
+    interactive,
+    pass_obj,
+)
 from mailer.text import safe
 
 
@@ -46,6 +54,18 @@ from mailer.text import safe
     help="Send every scheduled issue whose send_at has passed (for cron); quiet when none is.",
 )
 @click.option("--latest", is_flag=True, help="Send the newest issue that was never sent.")
+@click.option(
+    "--accept-risk",
+    is_flag=True,
+    help="Send even though the last issues' complaints are over Gmail's 0.3% line.",
+)
+@click.option(
+    "--to",
+    "to",
+    metavar="EXPR",
+    help="Send to the audience EXPR picks, e.g. 'topic:ai and not lang:en' (over the "
+    "issue's own audience:); pinned at the first send.",
+)
 @pass_obj
 def send(
     obj: Obj,
@@ -59,8 +79,11 @@ def send(
     at: str | None,
     due: bool,
     latest: bool,
+    accept_risk: bool,
+    to: str | None,
 ) -> None:
-    """Send an issue to every active subscriber, resuming where a previous run stopped.
+    """Send an issue to every active subscriber (or its audience), resuming where a
+    previous run stopped.
 
     ISSUE is the issue's file, or the slug of an issue sent before: the first send pins
     the issue in the database, and every resume sends that pinned version, even from
@@ -74,6 +97,7 @@ def send(
     Example:
       mailer send issues/2026-11-20-weekly.md --test me@example.com
       mailer send issues/2026-11-20-weekly.md --yes
+      mailer send issues/2026-11-20-weekly.md --to 'topic:ai and not lang:en' --dry-run
       mailer send 2026-11-20-weekly --yes
       mailer send issues/2026-11-27-weekly.md --at 2026-11-27T09:00:00+08:00
       mailer send --due
@@ -88,16 +112,27 @@ def send(
         )
     if retry_ambiguous and retry_failed:
         raise click.UsageError("use --retry-ambiguous or --retry-failed, one at a time")
+    if to is not None and (due or tests or at is not None):
+        raise click.UsageError("--to goes with sending one issue, not with --due, --test or --at")
     settings = obj.settings()
     if due:
-        _send_due(settings, dry_run)
+        _send_due(settings, dry_run, accept_risk)
     elif at is not None:
         _schedule_one(settings, _issue(settings, issue, latest), at)
     elif tests:
         _send_tests(settings, _issue(settings, issue, latest), tests)
     else:
         retry = "ambiguous" if retry_ambiguous else "failed" if retry_failed else None
-        _send_one(settings, _issue(settings, issue, latest), retry, update_content, dry_run, yes)
+        _send_one(
+            settings,
+            _issue(settings, issue, latest),
+            retry,
+            update_content,
+            dry_run,
+            yes,
+            to,
+            accept_risk,
+        )
 
 
 def _issue(settings: Any, issue: str | None, latest: bool) -> str:
@@ -116,12 +151,21 @@ def _issue(settings: Any, issue: str | None, latest: bool) -> str:
 
 
 def _send_one(
-    settings: Any, issue: str, retry: str | None, update_content: bool, dry_run: bool, yes: bool
+    settings: Any,
+    issue: str,
+    retry: str | None,
+    update_content: bool,
+    dry_run: bool,
+    yes: bool,
+    to: str | None = None,
+    accept_risk: bool = False,
 ) -> None:
+    from mailer.desk.guard import Level, risks
     from mailer.models import RecipientState
     from mailer.sending import send as core
+    from mailer.store import open_store
 
-    plan = core.plan(settings, issue, RecipientState(retry) if retry else None, update_content)
+    plan = core.plan(settings, issue, RecipientState(retry) if retry else None, update_content, to)
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
     if plan.finished:
@@ -131,9 +175,23 @@ def _send_one(
     verb = "resume" if plan.pinned is not None else "send"
     click.echo(f"{verb} {plan.slug!r}: {safe(plan.subject)}")
     click.echo(f"  {plan.recipients} recipients via {settings.provider}")
+    _say_audience(plan)
+    with open_store(settings) as store:
+        found = risks(settings, store, plan.reach)
+    for risk in found:
+        click.echo(f"warning: {safe(risk.text)}", err=True)
     if dry_run:
         click.echo("dry run: nothing sent, nothing recorded")
         return
+    if any(r.level is Level.HARD for r in found) and not accept_risk:
+        if yes or not interactive():
+            click.echo(
+                "Error: not sent: the last issues' complaints are over the 0.3% line; "
+                "pass --accept-risk to send anyway",
+                err=True,
+            )
+            sys.exit(EXIT_PARTIAL)
+        click.confirm("Complaints are over the 0.3% line. Send anyway?", abort=True)
     confirm_or_refuse("Send now?", yes, "send")
     result = _run_with_progress(core, plan)
     _summary(settings, plan.slug, issue, result)
@@ -178,12 +236,12 @@ def _schedule_one(settings: Any, issue: str, at: str) -> None:
     click.echo(f"scheduled {issue} for {when.isoformat()}; 'mailer send --due' sends it then")
 
 
-def _send_due(settings: Any, dry_run: bool) -> None:
+def _send_due(settings: Any, dry_run: bool, accept_risk: bool = False) -> None:
     from mailer.schedule import cadence
     from mailer.schedule.due import Severity, send_due
 
     worst = Severity.OK
-    for notice in send_due(settings, cadence.utcnow(), dry_run):
+    for notice in send_due(settings, cadence.utcnow(), dry_run, accept_risk):
         click.echo(safe(notice.text), err=notice.problem)
         worst = max(worst, notice.severity)
     if worst is not Severity.OK:
@@ -220,6 +278,19 @@ def _run_with_progress(core: Any, plan: Any) -> Any:
             )
 
         return core.run(plan, on_progress)
+
+
+def _say_audience(plan: Any) -> None:
+    """Who the audience holds and why: the expression, the paused, the editions."""
+    pinned = " (pinned at the first send)" if plan.pinned is not None else ""
+    who = "everyone active" if plan.audience.everyone else safe(str(plan.audience))
+    reach = plan.reach
+    paused = f"; {reach.paused} paused reader(s) wait" if reach and reach.paused else ""
+    click.echo(f"  audience: {who}{pinned}{paused}")
+    if reach and len(reach.by_edition) > 1:
+        main = plan.snapshot.language
+        parts = [f"{tag or main} {n}" for tag, n in reach.by_edition.items()]
+        click.echo(f"  editions: {', '.join(parts)}")
 
 
 def _say_version(plan: Any) -> None:
@@ -306,6 +377,10 @@ def status(obj: Obj, issue: str, as_json: bool, show_all: bool) -> None:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2, default=str))
         return
     click.echo(f"{report.slug}: {safe(report.subject)}")
+    click.echo(f"  audience: {safe(report.audience or 'everyone active')}")
+    if len(report.editions) > 1:
+        parts = [f"{tag} {n}" for tag, n in report.editions.items()]
+        click.echo(f"  editions: {', '.join(parts)}")
     c = report.counts
     for label, n in (
         ("recipients", c.recipients),
@@ -317,6 +392,9 @@ def status(obj: Obj, issue: str, as_json: bool, show_all: bool) -> None:
         ("skipped", c.skipped),
     ):
         click.echo(f"  {label:<10} {n}")
+    if c.skipped:
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(report.skipped.items()))
+        click.echo(f"  skipped because: {why}")
     if len(report.versions) > 1:
         for v in report.versions:
             click.echo(f"  version {v.version} ({v.content_hash}): sent to {v.sent}")

@@ -12,6 +12,11 @@ from mailer.models import SubscriberStatus
 from mailer.text import safe
 
 STATUS = click.Choice([s.value for s in SubscriberStatus])
+WHERE = click.option(
+    "--where",
+    metavar="EXPR",
+    help="Only the audience EXPR picks, e.g. 'topic:ai and not lang:en' (see README).",
+)
 
 
 def _store(obj: Obj):  # type: ignore[no-untyped-def]
@@ -46,7 +51,8 @@ def subscribers() -> None:
 def import_(
     obj: Obj, file: Path, dry_run: bool, allow_erased: bool, report_file: Path | None
 ) -> None:
-    """Import a CSV with an 'email' column (name and other columns optional).
+    """Import a CSV with an 'email' column (name, status, language, topics and other
+    columns optional; topics: comma-separated keys in one field, declared under [topics]).
 
     Never reactivates an unsubscribed, bounced or complained subscriber. Shows the first
     20 problem rows; --report FILE lists them all.
@@ -61,7 +67,7 @@ def import_(
     from mailer import files
     from mailer.errors import InputError
     from mailer.store.export import neutralize
-    from mailer.store.imports import import_csv
+    from mailer.store.imports import Vocabulary, import_csv
 
     if allow_erased:
         click.echo("warning: --allow-erased re-adds people who asked to be forgotten", err=True)
@@ -81,7 +87,16 @@ def import_(
             def sink(line: int, problem: str, detail: str) -> None:
                 writer.writerow([line, problem, neutralize(detail)])
 
-        r = import_csv(store.engine, file, dry_run=dry_run, allow_erased=allow_erased, sink=sink)
+        settings = obj.settings()
+        vocabulary = Vocabulary(frozenset(settings.topic_keys()), settings.offered_languages)
+        r = import_csv(
+            store.engine,
+            file,
+            dry_run=dry_run,
+            allow_erased=allow_erased,
+            sink=sink,
+            vocabulary=vocabulary,
+        )
     prefix = "would be " if dry_run else ""
     click.echo(
         f"{r.rows} rows: {prefix}added {r.added}, {prefix}updated {r.updated}, "
@@ -119,17 +134,19 @@ def import_(
     help="File (default: stdout).",
 )
 @click.option("--status", type=STATUS, help="Only this status.")
+@WHERE
 @pass_obj
-def export(obj: Obj, output: Path | None, status: str | None) -> None:
-    """Write the list as CSV (email,name,status,created_at,...), streamed.
+def export(obj: Obj, output: Path | None, status: str | None, where: str | None) -> None:
+    """Write the list as CSV (email,name,status,language,topics,...), streamed.
 
     \b
     Example:
       mailer subscribers export -o subscribers.csv
+      mailer subscribers export --where 'topic:ai' -o ai-readers.csv
     """
     from mailer.store.export import write_csv
 
-    rows = _store(obj).subscribers.iter(status)
+    rows = _store(obj).subscribers.iter(status, where=_where(obj, where))
     if output is None:
         write_csv(rows, sys.stdout)
         return
@@ -201,6 +218,7 @@ def resubscribe(obj: Obj, email: str, yes: bool) -> None:
 
 @subscribers.command("list")
 @click.option("--status", type=STATUS, help="Only this status.")
+@WHERE
 @click.option(
     "--format",
     "fmt",
@@ -209,48 +227,97 @@ def resubscribe(obj: Obj, email: str, yes: bool) -> None:
     show_default=True,
 )
 @pass_obj
-def list_(obj: Obj, status: str | None, fmt: str) -> None:
+def list_(obj: Obj, status: str | None, where: str | None, fmt: str) -> None:
     """List subscribers.
 
     \b
     Example:
       mailer subscribers list --status active --format csv
+      mailer subscribers list --where 'topic:ai and lang:en'
     """
     from mailer.store.export import write_csv, write_json
 
-    rows = _store(obj).subscribers.iter(status)
+    rows = _store(obj).subscribers.iter(status, where=_where(obj, where))
     if fmt == "csv":
         write_csv(rows, sys.stdout)
     elif fmt == "json":
         write_json(rows, sys.stdout)
     else:
-        _table(rows)
+        settings = obj.settings()
+        _table(rows, len(settings.offered_languages) > 1, bool(settings.topics))
 
 
-def _table(rows) -> None:  # type: ignore[no-untyped-def]
+def _table(rows, languages: bool, topics: bool) -> None:  # type: ignore[no-untyped-def]
+    """Language and topics columns only for a list that has them to show."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table("email", "name", "status", "created")
+    heads = ["email", "name", "status", *(["language"] * languages), *(["topics"] * topics)]
+    table = Table(*heads, "created")
     for s in rows:
         # Text, not str: a name like "[/evil]" or "[link=...]" is shown, never read as markup.
-        cells = (s.email, s.name, s.status, s.created_at.strftime("%Y-%m-%d"))
+        cells = [s.email, s.name, s.status]
+        cells += [s.language or ""] * languages + [",".join(s.topics)] * topics
+        cells.append(s.created_at.strftime("%Y-%m-%d"))
         table.add_row(*(Text(safe(c)) for c in cells))
     Console().print(table)
 
 
 @subscribers.command()
 @click.option("--status", type=STATUS, help="Only this status.")
+@WHERE
 @pass_obj
-def count(obj: Obj, status: str | None) -> None:
-    """Print how many subscribers there are.
+def count(obj: Obj, status: str | None, where: str | None) -> None:
+    """Print how many subscribers there are (and which: the status, the audience).
 
     \b
     Example:
-      mailer subscribers count --status active
+      mailer subscribers count --status active --where 'topic:ai'
     """
-    click.echo(_store(obj).subscribers.count(status))
+    n = _store(obj).subscribers.count(status, where=_where(obj, where))
+    click.echo(n)  # the number alone on stdout, for scripts; what it counts on stderr
+    which = f"{status} subscribers" if status else "subscribers of every status"
+    hint = "" if status else " (--status active: the ones who get mail)"
+    audience = f" where {safe(where.strip())}" if where else ""
+    click.echo(f"{which}{audience}{hint}", err=True)
+
+
+def _where(obj: Obj, text: str | None):  # type: ignore[no-untyped-def]
+    from mailer.selection import selection
+
+    return selection(obj.settings(), text)
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--add", "added", multiple=True, metavar="KEY", help="Add this topic.")
+@click.option("--remove", "removed", multiple=True, metavar="KEY", help="Remove this topic.")
+@pass_obj
+def topics(obj: Obj, email: str, added: tuple[str, ...], removed: tuple[str, ...]) -> None:
+    """Show or change one subscriber's topics (declared under [topics] in mailer.toml).
+
+    \b
+    Example:
+      mailer subscribers topics ada@example.com --add ai --remove crypto
+    """
+    from mailer.errors import InputError
+    from mailer.store.preferences import Choices
+
+    settings = obj.settings()
+    declared = settings.topic_keys()
+    for key in (*added, *removed):
+        if key.strip().lower() not in declared:
+            known = ", ".join(declared) or "none: declare them under [topics] in mailer.toml"
+            raise InputError(f"unknown topic {key!r}; topics: {known}")
+    store = _store(obj)
+    s = store.subscribers.require(email)
+    if added or removed:
+        chosen = (set(s.topics) | {k.strip().lower() for k in added}) - {
+            k.strip().lower() for k in removed
+        }
+        s, _ = store.preferences.change(s.id, Choices(topics=frozenset(chosen)), "owner:cli")
+    click.echo(f"{s.email}: {', '.join(s.topics) or 'no topics'}")
 
 
 @subscribers.command()
@@ -265,7 +332,12 @@ def show(obj: Obj, email: str) -> None:
     """
     store = _store(obj)
     s = store.subscribers.require(email)
+    settings = obj.settings()
     click.echo(f"email:    {safe(s.email)}\nname:     {safe(s.name)}\nstatus:   {s.status}")
+    click.echo(f"language: {s.language or settings.language + ' (the list’s)'}")
+    click.echo(f"topics:   {', '.join(s.topics) or '-'}")
+    if s.paused_until is not None:
+        click.echo(f"paused:   until {s.paused_until:%Y-%m-%d %H:%M} UTC")
     click.echo(f"created:  {s.created_at:%Y-%m-%d %H:%M:%S}")
     click.echo(f"consent:  {safe(s.consent_source or '-')} at {s.consent_at or '-'}")
     for key, value in sorted(s.attributes.items()):

@@ -51,7 +51,36 @@ def serve(obj: Obj, host: str, port: int) -> None:
         click.echo(
             f"mailer serve on http://{host}:{port} (unsubscribe links start with {settings.base_url})"
         )
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+        # proxy_headers off: uvicorn would trust X-Forwarded-For from 127.0.0.1 by default;
+        # the app trusts it only from trusted_proxies.
+        uvicorn.run(
+            app, host=host, port=port, access_log=False, log_level="warning", proxy_headers=False
+        )
+
+
+@cli.command("form")
+@click.option(
+    "--lang", "language", metavar="TAG", help="The form's language (default: the list's)."
+)
+@pass_obj
+def form(obj: Obj, language: str | None) -> None:
+    """Print a sign-up form to paste into another site: it posts to mailer serve at
+    base_url, offers the topics, and carries the proof-of-work widget (served by mailer
+    serve, no third party) when signup_proof_of_work is on.
+
+    \b
+    Example:
+      mailer form --lang en > signup.html
+    """
+    from mailer.errors import InputError
+    from mailer.web.embed import signup_snippet
+
+    settings = obj.settings()
+    settings.require("base_url")
+    if language and language not in settings.offered_languages:
+        offered = ", ".join(settings.offered_languages)
+        raise InputError(f"--lang {language}: not one this newsletter offers ({offered})")
+    click.echo(signup_snippet(settings, language or ""), nl=False)
 
 
 @cli.command()
@@ -59,9 +88,18 @@ def serve(obj: Obj, host: str, port: int) -> None:
 @listen_options(8025, "Port (the next free one if taken).")
 @click.option("--no-open", is_flag=True, help="Do not open the browser.")
 @click.option("--as", "as_email", metavar="EMAIL", help="Personalize for this subscriber.")
+@click.option(
+    "--lang", "language", metavar="TAG", help="Preview its edition in TAG (ISSUE.TAG.md)."
+)
 @pass_obj
 def preview(
-    obj: Obj, issue: Path, host: str, port: int, no_open: bool, as_email: str | None
+    obj: Obj,
+    issue: Path,
+    host: str,
+    port: int,
+    no_open: bool,
+    as_email: str | None,
+    language: str | None,
 ) -> None:
     """Preview an issue (or a directory of issues) in the browser, live.
 
@@ -86,6 +124,10 @@ def preview(
 
     if not issue.exists():
         raise InputError(f"{issue}: no such issue file or directory; check the path")
+    if language:
+        from mailer.content.issue_files import edition_path
+
+        issue = edition_path(issue, language)
     settings = obj.settings()
     previewer = Previewer(settings, issue.resolve(), as_email)
     sock, bound = bind_free(host, port)

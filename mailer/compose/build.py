@@ -9,7 +9,7 @@ from mailer import files
 from mailer.compose.mailing import IssueMailing, snapshot_of
 from mailer.config import Settings
 from mailer.content import checks, markdown, media
-from mailer.content.issue import load_issue
+from mailer.content.issue_files import edition_path, read_issue
 from mailer.content.render import RenderedIssue, Renderer, write_build
 from mailer.errors import InputError
 from mailer.models import Recipient
@@ -60,9 +60,19 @@ def personalize_for(
 
 
 def build_issue(
-    settings: Settings, path: Path, out_dir: Path, as_email: str | None = None
+    settings: Settings,
+    path: Path,
+    out_dir: Path,
+    as_email: str | None = None,
+    language: str | None = None,
 ) -> BuildResult:
-    rendered = Renderer(settings).render(load_issue(path))
+    """Compile one issue file, or with `language` its edition in that language (X.en.md),
+    in the language it is written in."""
+    if language:
+        path = edition_path(path, language)
+    issue = read_issue(path)
+    settings = settings.in_language(issue.language)
+    rendered = Renderer(settings).render(issue)
     html, text, _ = personalize_for(settings, rendered, as_email)
     size = len(html.encode("utf-8"))
     result = BuildResult(subject=rendered.issue.subject, warnings=list(rendered.warnings))
@@ -71,7 +81,8 @@ def build_issue(
         result.error = checks.too_large(path, size)
         return result
     out = out_dir if out_dir.is_absolute() else Path.cwd() / out_dir
-    html_path, text_path = write_build(html, text, out, rendered.issue.slug)
+    name = rendered.issue.slug + (f".{issue.edition}" if issue.edition else "")
+    html_path, text_path = write_build(html, text, out, name)
     result.files = [(html_path, size), (text_path, len(text.encode("utf-8")))]
     for m in rendered.media:  # beside the HTML, for a look or an upload; serve has them too
         write_media(out / "media", m.name, m.data)

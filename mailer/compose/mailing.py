@@ -7,6 +7,7 @@ encoding pass. A ledger send reads the snapshot the ledger pinned, never the fil
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 
@@ -20,6 +21,7 @@ from mailer.compose.message import (
     list_unsubscribe,
 )
 from mailer.config import Settings
+from mailer.content.links import article_links, counted
 from mailer.content.placeholders import Compiled, both_values, field_values
 from mailer.content.render import RenderedIssue
 from mailer.models import Fields, Recipient, Snapshot
@@ -28,6 +30,7 @@ from mailer.tokens import (
     VERP,
     Sealer,
     TokenSigner,
+    click_signer,
     message_id_token,
     unsubscribe_prefix,
     unsubscribe_signer,
@@ -64,6 +67,7 @@ def snapshot_of(settings: Settings, rendered: RenderedIssue) -> Snapshot:
         web_html=rendered.web_html if issue.archive else "",
         archive=issue.archive,
         date=issue.date,
+        links=article_links(rendered.html.template, settings.base_url),
     )
 
 
@@ -79,12 +83,21 @@ class IssueMailing:
         message_nonce: str | None = None,
         version: int = 1,
         adhoc: bool = False,
+        links: Mapping[str, int] | None = None,
     ) -> None:
+        """`links`: the issue's link numbers, when its links are counted (count_clicks)."""
         self.slug = slug
         self.issue_id = issue_id
         self.ref = ref
         self.version = version
         self.adhoc = adhoc
+        if links:
+            signer = click_signer(settings.secret_key or PREVIEW_SECRET)
+            prefix = (settings.base_url or "https://example.invalid").rstrip("/") + "/l/"
+            html, text = counted(
+                snapshot.html, snapshot.text, links, lambda n: prefix + signer.sign(ref, n)
+            )
+            snapshot = dataclasses.replace(snapshot, html=html, text=text)
         self.snapshot = snapshot
         self.subject = snapshot.subject
         self.from_email = settings.from_email

@@ -81,13 +81,17 @@ def footer_problems(html: str, text: str, postal_address: str, unsubscribe_token
     rendered parts: an unsubscribe link and the sender's postal address (CAN-SPAM, GDPR).
     A template edit that lost either must not go out to a list."""
     import html as html_lib
+    import re
 
+    # The link itself: the preference page's link (the same token, then /preferences)
+    # is no unsubscribe link.
+    link = re.compile(re.escape(unsubscribe_token) + r"(?!/)")
     problems = []
     for part, body, postal in (
         ("HTML", html, html_lib.escape(postal_address, quote=False)),
         ("text", text, postal_address),
     ):
-        if unsubscribe_token not in body:
+        if not link.search(body):
             problems.append(f"the {part} part has no {{{{ unsubscribe_url }}}} link")
         if postal_address and postal not in body and postal_address not in body:
             problems.append(f"the {part} part does not show the postal_address")

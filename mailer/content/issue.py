@@ -10,17 +10,18 @@ from pathlib import Path
 
 from markdown_it.token import Token
 
-from mailer import files
+from mailer import files, languages
 from mailer.content import markdown
 from mailer.content.placeholders import reject_reserved
 from mailer.errors import InputError
 from mailer.models import Issue
-from mailer.text import STRAY_CONTROL
+from mailer.text import STRAY_CONTROL, is_one_line
 
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*\r?$\n?", re.S | re.M)
-FIELDS = {"subject", "preheader", "date", "slug", "send_at", "archive"}
+FIELDS = {"subject", "preheader", "date", "slug", "send_at", "archive", "audience", "language"}
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 PREHEADER_MAX = 150
+DRAFT_MARK = "TODO:"  # `mailer draft` starts the subject with it; `mailer send` refuses it
 
 
 def read_text(path: Path, what: str = "file") -> str:
@@ -109,7 +110,28 @@ def parse_issue(text: str, path: Path) -> Issue:
         send_at=parse_when(meta.get("send_at"), f"{path}: send_at"),
         archive=_flag(meta.get("archive", True), path),
         line_offset=offset,
+        audience=_text_field(meta, "audience", path),
+        language=_language_field(meta, path),
     )
+
+
+def _text_field(meta: dict[str, object], key: str, path: Path) -> str | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_one_line(value):
+        raise InputError(f"{path}: {key} must be one line of text, e.g. {key}: topic:ai")
+    return value
+
+
+def _language_field(meta: dict[str, object], path: Path) -> str:
+    value = _text_field(meta, "language", path)
+    if not value:
+        return ""
+    try:
+        return languages.canonical(value)
+    except ValueError as e:
+        raise InputError(f"{path}: language: {e}") from None
 
 
 def parse_when(value: object, where: str) -> dt.datetime | None:
@@ -160,7 +182,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, object], str]:
     if unknown:
         raise InputError(
             f"{path}: unknown front matter field {unknown[0]!r}; use subject, preheader, "
-            "date, slug, send_at, archive"
+            "date, slug, send_at, archive, audience, language"
         )
     return {str(k): v for k, v in meta.items()}, text[m.end() :]
 

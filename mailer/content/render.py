@@ -166,7 +166,11 @@ class Renderer:
             "issue": issue,
             "web": False,  # the web version: a subscribe form where the email has its footer
             # "View in browser": the issue's page in the archive (none for archive: false).
-            "web_url": f"{base}/archive/{issue.slug}/" if base and issue.archive else "",
+            "web_url": (
+                f"{base}/archive/{issue.slug}/{issue.edition + '/' if issue.edition else ''}"
+                if base and issue.archive
+                else ""
+            ),
             "archive_url": f"{base}/archive/" if base else "",
             "subscribe_url": f"{base}/subscribe" if base else "",
             "image_sizes": {},

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from mailer.config import Settings
+from mailer.desk.guard import Level, risks
 from mailer.errors import MailerError
 from mailer.schedule.cadence import Entry, State, due, lateness, scan
 from mailer.sending import send
+from mailer.store import open_store
 
 
 class Severity(IntEnum):
@@ -33,8 +35,11 @@ class Notice:
     problem: bool = False  # printed on stderr
 
 
-def send_due(settings: Settings, now: dt.datetime, dry_run: bool = False) -> Iterator[Notice]:
-    """Send what is due at `now`, saying so as it goes."""
+def send_due(
+    settings: Settings, now: dt.datetime, dry_run: bool = False, accept_risk: bool = False
+) -> Iterator[Notice]:
+    """Send what is due at `now`, saying so as it goes. An issue is not sent while the last
+    issues' complaints are over the 0.3% line, unless `accept_risk` (a human decided)."""
     entries = scan(settings, now)
     for e in entries:
         if e.state is State.BROKEN and e.error:
@@ -42,7 +47,7 @@ def send_due(settings: Settings, now: dt.datetime, dry_run: bool = False) -> Ite
         elif e.state is State.LATE:
             yield _late(settings, e, now)
     for e in due(entries):
-        yield from _send_one(settings, e, dry_run)
+        yield from _send_one(settings, e, dry_run, accept_risk)
 
 
 def _late(settings: Settings, e: Entry, now: dt.datetime) -> Notice:
@@ -58,13 +63,26 @@ def _late(settings: Settings, e: Entry, now: dt.datetime) -> Notice:
     )
 
 
-def _send_one(settings: Settings, e: Entry, dry_run: bool) -> Iterator[Notice]:
+def _send_one(settings: Settings, e: Entry, dry_run: bool, accept_risk: bool) -> Iterator[Notice]:
     try:
         plan = send.plan(settings, str(e.path))
         if plan.finished:
             return  # another run finished it meanwhile
         for warning in plan.warnings:
             yield Notice(e.name, f"warning: {e.name}: {warning}", problem=True)
+        with open_store(settings) as store:
+            found = risks(settings, store, plan.reach)
+        for risk in found:
+            yield Notice(e.name, f"warning: {e.name}: {risk.text}", problem=True)
+        if any(r.level is Level.HARD for r in found) and not accept_risk:
+            yield Notice(
+                e.name,
+                f"refused: {e.name}: complaints are over the 0.3% line; not sent. Send it "
+                "with 'mailer send --due --accept-risk' once you have decided to",
+                Severity.NEEDS_A_HUMAN,
+                problem=True,
+            )
+            return
         yield Notice(e.name, f"due: {e.name}: {plan.recipients} recipients via {settings.provider}")
         if dry_run:
             return

@@ -12,7 +12,7 @@ they implement them without importing this module.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +23,9 @@ from mailer.models import Mailing, Outcome, Recipient
 from mailer.sending.ratelimit import TokenBucket
 
 Progress = Callable[[Outcome], None]
-Claim = Any  # the ledger's own handle on a claimed batch; the engine only passes it back
+# The ledger's own handle on a claimed batch: the engine passes it back, and reads only
+# its `edition` (which language edition its recipients get).
+Claim = Any
 
 
 class Session(Protocol):
@@ -90,11 +92,14 @@ class Sender:
         on_progress: Progress | None = None,
         bucket: TokenBucket | None = None,
         only_batch: int | None = None,
+        editions: Mapping[str, Mailing] | None = None,
     ) -> None:
-        """`only_batch`: send that batch of the issue and no other (a welcome's, of one)."""
+        """`only_batch`: send that batch of the issue and no other (a welcome's, of one).
+        `editions`: the issue's other language editions by tag; a batch names its own."""
         self.ledger = ledger
         self.provider = provider
         self.mailing = mailing
+        self.editions = dict(editions or {})
         self.version = version
         self.workers = settings.concurrency
         self.bucket = bucket or TokenBucket(settings.rate_limit, settings.rate_burst)
@@ -210,8 +215,9 @@ class Sender:
         return False
 
     def _send(self, session: Session, claim: Claim, group: list[Recipient]) -> Outcome:
+        mailing = self.editions.get(claim.edition, self.mailing)
         try:
-            return session.send(self.mailing, group)
+            return session.send(mailing, group)
         except DeliveryError as e:
             # Refused, unreachable, or failed here before sending: nothing of it went out,
             # but for what the provider says it did with part of the group before failing.

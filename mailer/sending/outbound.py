@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from mailer.config import Settings
 from mailer.errors import MailerError
 from mailer.models import SubscriberStatus
-from mailer.sending.confirm import send_confirmation
+from mailer.sending.confirm import send_confirmation, send_preferences_link
 from mailer.store import Store
 from mailer.store.owners import new_owner
 from mailer.store.queue import Job
 from mailer.store.subscribers import Subscriber
-from mailer.tokens import confirm_signer
+from mailer.tokens import confirm_signer, unsubscribe_signer
 
 log = logging.getLogger("mailer.outbound")
 POLL = 5.0  # seconds between looks for retries that came due
@@ -43,6 +44,7 @@ class Outbound:
         self.settings = settings
         self.store = store
         self.signer = confirm_signer(settings.secret_key)
+        self.links = unsubscribe_signer(settings.secret_key)
         self.lock = threading.Lock()  # one drain at a time in this process
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -86,14 +88,32 @@ class Outbound:
                 welcome(self.settings, self.store, job.subscriber_id)
                 queue.done(job)
                 return
+            if job.kind == "link":
+                self._link(job)
+                queue.done(job)
+                return
             s = self._subscriber(job)
             if s is not None:
-                self._confirm(s)
+                self._confirm(s, job.choices, job.id)
         except MailerError as e:
             if not queue.later(job, str(e)):
                 log.warning("mail queue: gave up on a %s mail after many attempts", job.kind)
             return
         queue.done(job)
+
+    def _link(self, job: Job) -> None:
+        """A preference-page link, to an address on the list (any status: an unsubscribed
+        reader may want to come back or be erased), at most one an hour."""
+        s = self.store.subscribers.get(job.email) if job.email else None
+        if s is None or not self.store.subscribers.request_link(s.id, job.id):
+            return
+        token = self.links.sign(s.id, s.nonce, 0)
+        url = f"{self.settings.base_url.rstrip('/')}/u/{token}/preferences"
+        try:
+            send_preferences_link(self.settings, s.email, s.name, url, s.language or "")
+        except MailerError:
+            self.store.subscribers.link_not_sent(s.id)
+            raise
 
     def _subscriber(self, job: Job) -> Subscriber | None:
         subscribers = self.store.subscribers
@@ -113,10 +133,15 @@ class Outbound:
             return s2 if s2 is not None and s2.status in MAY_RESUBSCRIBE else None
         return None
 
-    def _confirm(self, s: Subscriber) -> None:
-        confirm_nonce = self.store.subscribers.request_confirmation(s.id)
+    def _confirm(self, s: Subscriber, choices: dict[str, Any] | None = None, job: int = 0) -> None:
+        confirm_nonce = self.store.subscribers.request_confirmation(s.id, choices, job)
         if confirm_nonce is None:
-            return  # active meanwhile: nothing to confirm
+            return  # active meanwhile, or mailed a confirmation today: nothing to send
         token = self.signer.sign(s.id, s.nonce, confirm_nonce)
         url = f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
-        send_confirmation(self.settings, s.email, s.name, url)
+        language = (choices or {}).get("language") or s.language or ""
+        try:
+            send_confirmation(self.settings, s.email, s.name, url, language)
+        except MailerError:
+            self.store.subscribers.confirmation_not_sent(s.id)
+            raise

@@ -4,16 +4,25 @@ job), run (writes: retry flags, the pinned snapshot, the send itself)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailer import addresses
+from mailer import addresses, languages, selection
+from mailer.audience import EVERYONE, Audience, parse
 from mailer.compose.dkim import signer_from
 from mailer.compose.mailing import IssueMailing, snapshot_of
 from mailer.config import Settings, check_base_url
 from mailer.content import checks
-from mailer.content.issue import SLUG, load_issue
-from mailer.content.issue_files import looks_like_issue_file, refuse_welcome
+from mailer.content.issue import DRAFT_MARK, SLUG, load_issue
+from mailer.content.issue_files import (
+    edition_of,
+    editions_beside,
+    looks_like_issue_file,
+    read_issue,
+    refuse_welcome,
+    welcome_slug,
+)
 from mailer.content.media import Media
 from mailer.content.placeholders import TOKENS
 from mailer.content.render import RenderedIssue, Renderer
@@ -25,6 +34,7 @@ from mailer.sending.engine import Progress, Provider, RunResult, Sender
 from mailer.store import open_store
 from mailer.store.ledger import LedgerCounts
 from mailer.store.pins import Pinned
+from mailer.store.subscribers import Reach, Selection, now
 
 REQUIRED = ("from_email", "base_url", "secret_key", "postal_address")
 
@@ -44,6 +54,8 @@ class Plan:
     update_content: bool = False
     warnings: list[str] = field(default_factory=list)
     media: tuple[Media, ...] = ()  # local images the snapshot links to, stored when it runs
+    audience: Audience = EVERYONE  # who it goes to (pinned at the first send)
+    reach: Reach | None = None  # how many the audience holds now, and why (a first send)
 
     @property
     def finished(self) -> bool:
@@ -65,7 +77,10 @@ def prepare(
     """The issue rendered and checked as it would be sent (`issue`: already read from
     `path`, possibly adjusted by the caller)."""
     settings.require(*REQUIRED)
-    rendered = Renderer(settings).render(issue or load_issue(path), web=web)
+    issue = issue or load_issue(path)
+    # An issue in another language than the list's (front matter, or an edition) gets
+    # its words, fonts and direction in that language.
+    rendered = Renderer(settings.in_language(issue.language)).render(issue, web=web)
     problems = checks.footer_problems(
         rendered.html.template,
         rendered.text.template,
@@ -83,25 +98,84 @@ def prepare(
     return rendered
 
 
+def prepare_editions(
+    settings: Settings, path: Path, main: RenderedIssue, web: bool = True
+) -> list[tuple[str, RenderedIssue]]:
+    """The language editions beside `path` (X.en.md beside X.md), rendered and checked
+    each in its own language: one slug, one date, one audience, the main file's."""
+    main_language = main.issue.language or settings.language
+    found = []
+    for tag, file in editions_beside(path):
+        if languages.within(main_language, tag) or languages.within(tag, main_language):
+            raise InputError(
+                f"{file}: names the {tag} edition, but {path.name} is in {main_language} "
+                f"already; rename it, or set 'language:' in {path.name}'s front matter"
+            )
+        if not any(languages.within(o, tag) for o in settings.offered_languages):
+            offered = ", ".join(f'"{t}"' for t in (*settings.offered_languages, tag))
+            raise InputError(
+                f"{file}: no reader can choose {tag}; offer it in mailer.toml: "
+                f"languages = [{offered}]"
+            )
+        issue = dataclasses.replace(read_issue(file), archive=main.issue.archive)
+        found.append((tag, prepare(settings, file, web, issue)))
+    return found
+
+
+def snapshot_with_editions(
+    settings: Settings, main: RenderedIssue, editions: list[tuple[str, RenderedIssue]]
+) -> Snapshot:
+    base = snapshot_of(settings, main)
+    return dataclasses.replace(
+        base,
+        language=main.issue.language or settings.language,
+        editions=tuple(
+            dataclasses.replace(
+                snapshot_of(settings.in_language(tag), r), headers=base.headers, language=tag
+            )
+            for tag, r in editions
+        ),
+    )
+
+
 def plan(
     settings: Settings,
     target: str | Path,
     retry: RecipientState | None = None,
     update_content: bool = False,
+    to: str | None = None,
 ) -> Plan:
-    """Read the issue (its file, or the ledger's pin for a slug) and the ledger; write nothing."""
+    """Read the issue (its file, or the ledger's pin for a slug) and the ledger; write nothing.
+    `to`: an audience expression, over the issue's own `audience:`."""
     settings.require(*REQUIRED)
     signer_from(settings)  # a missing or malformed DKIM key stops here, before anything
     snapshot, slug, warnings = None, str(target), []
     found_media: tuple[Media, ...] = ()
     local = check_base_url(settings)
+    asked, where = to, "--to"
     if looks_like_issue_file(target):
         refuse_welcome(settings, Path(target))
+        main = edition_of(Path(target))
+        if main is not None:
+            raise InputError(
+                f"{target}: is the {main[1]} edition of {main[0].name}; send {main[0]} and "
+                "each reader gets the edition of their language"
+            )
         rendered = prepare(settings, Path(target))
-        snapshot, slug = snapshot_of(settings, rendered), rendered.issue.slug
-        warnings, found_media = list(rendered.warnings), rendered.media
+        if rendered.issue.subject.startswith(DRAFT_MARK):  # a test copy of a draft is fine
+            raise InputError(
+                f"{target}: the subject is still the draft's placeholder "
+                f"({rendered.issue.subject[:60]!r}); write the issue's own subject"
+            )
+        editions = prepare_editions(settings, Path(target), rendered)
+        snapshot, slug = snapshot_with_editions(settings, rendered, editions), rendered.issue.slug
+        warnings = [*rendered.warnings, *(w for _, r in editions for w in r.warnings)]
+        found_media = (*rendered.media, *(m for _, r in editions for m in r.media))
+        if asked is None and rendered.issue.audience is not None:
+            asked, where = rendered.issue.audience, f"{target}: audience"
     elif not SLUG.fullmatch(slug):
         raise InputError(f"{target}: no such issue file or slug; check the path")
+    requested = selection.audience(settings, asked, where) if asked is not None else None
     if local:
         warnings.append(local)
     with open_store(settings) as store:
@@ -111,31 +185,56 @@ def plan(
                 raise InputError(
                     f"{target}: no such issue file, and no issue with that slug was sent"
                 )
-            n = store.subscribers.count(SubscriberStatus.ACTIVE)
-            if n == 0:
-                raise InputError(
-                    "no active subscribers; add some with 'mailer subscribers import FILE'"
-                )
+            audience = requested or EVERYONE
+            tags = [e.language for e in snapshot.editions]
+            reach = store.subscribers.reach(
+                Selection(audience, settings.language),
+                now(),
+                tags,
+                store.pins.last_sent_at(welcome_slug(settings)),
+            )
+            if reach.total == 0:
+                raise InputError(_nobody(store.subscribers.count(SubscriberStatus.ACTIVE), reach))
             return Plan(
                 settings,
                 slug,
                 snapshot.subject,
                 snapshot,
                 None,
-                n,
+                reach.total,
                 LedgerCounts(),
                 warnings=warnings,
                 media=found_media,
+                audience=audience,
+                reach=reach,
             )
         if snapshot is not None:
             store.pins.check_source(pinned, snapshot)
         counts = store.ledger.counts(pinned.issue_id)
+    audience = parse(pinned.audience) if pinned.audience else EVERYONE
+    if requested is not None and str(requested) != str(audience):
+        raise InputError(
+            f"{slug!r} went to the audience {str(audience)!r} at its first send, and a resume "
+            f"keeps it; {where} asks for {str(requested)!r} (drop it, or send a new issue)"
+        )
     pending = counts.unfinished + (counts.of(retry) if retry else 0)
     p = Plan(settings, slug, pinned.snapshot.subject, snapshot, pinned, pending, counts, retry)
     p.update_content, p.warnings, p.media = update_content, warnings, found_media
+    p.audience = audience
     if update_content and snapshot is None:
         raise InputError("--update-content needs the issue file, not its slug")
     return p
+
+
+def _nobody(active: int, reach: Reach) -> str:
+    if active == 0:
+        return "no active subscribers; add some with 'mailer subscribers import FILE'"
+    if reach.paused:
+        return f"the audience's {reach.paused} reader(s) are all paused; nothing to send now"
+    return (
+        f"the audience picks none of the {active} active subscribers; "
+        "check it with 'mailer subscribers count --status active --where EXPR'"
+    )
 
 
 def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
@@ -146,8 +245,11 @@ def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
         ledger = store.ledger
         # Images first: once the issue is pinned, a reader may open it at any moment.
         store.archive.put_media((m.name, m.content_type, m.data) for m in p.media)
+        audience = Selection(p.audience, s.language)
         pinned = (
-            store.pins.pin(p.slug, p.snapshot, claim_size(s, provider, p.recipients))
+            store.pins.pin(
+                p.slug, p.snapshot, claim_size(s, provider, p.recipients), audience=audience
+            )
             if p.snapshot
             else p.pinned
         )
@@ -156,8 +258,17 @@ def run(p: Plan, on_progress: Progress | None = None) -> RunResult:
             pinned = store.pins.repin(pinned, p.snapshot)
         if p.retry is not None:
             ledger.retry(pinned.issue_id, p.retry)
-        mailing = mailing_for(s, pinned)
-        return Sender(ledger, provider, mailing, s, pinned.version, on_progress).run()
+        links = store.links.numbers(pinned.issue_id) if s.count_clicks else None
+        mailing, editions = mailing_for(s, pinned, "", links), editions_for(s, pinned, links)
+        return Sender(
+            ledger.for_audience(audience),
+            provider,
+            mailing,
+            s,
+            pinned.version,
+            on_progress,
+            editions=editions,
+        ).run()
 
 
 def claim_size(settings: Settings, provider: Provider, recipients: int) -> int:
@@ -172,16 +283,33 @@ def claim_size(settings: Settings, provider: Provider, recipients: int) -> int:
     return max(provider.group_size, min(settings.batch_size, spread))
 
 
-def mailing_for(settings: Settings, pinned: Pinned) -> IssueMailing:
+def mailing_for(
+    settings: Settings,
+    pinned: Pinned,
+    language: str = "",
+    links: Mapping[str, int] | None = None,
+) -> IssueMailing:
+    """The pinned issue's mailing, in one of its editions ("": the main one); `links`: its
+    link numbers, when count_clicks counts them."""
     return IssueMailing(
         settings,
-        pinned.snapshot,
+        pinned.snapshot.edition(language),
         slug=pinned.slug,
         issue_id=pinned.issue_id,
         ref=pinned.ref,
         message_nonce=pinned.message_nonce,
         version=pinned.version,
+        links=links if settings.count_clicks else None,
     )
+
+
+def editions_for(
+    settings: Settings, pinned: Pinned, links: Mapping[str, int] | None = None
+) -> dict[str, IssueMailing]:
+    return {
+        e.language: mailing_for(settings, pinned, e.language, links)
+        for e in pinned.snapshot.editions
+    }
 
 
 def send_test(settings: Settings, path: Path, emails: list[str]) -> tuple[AdhocResult, list[str]]:

@@ -11,7 +11,7 @@ from mailer.errors import InputError
 from mailer.models import RecipientState
 from mailer.store import open_store
 from mailer.store.ledger import LedgerCounts, ListedRecipient
-from mailer.store.pins import VersionSent
+from mailer.store.pins import Pinned, VersionSent
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class IssueStatus:
     batches: dict[str, int] = field(default_factory=dict)
     ambiguous: list[ListedRecipient] = field(default_factory=list)
     failed: list[ListedRecipient] = field(default_factory=list)
+    audience: str | None = None  # the pinned expression; None: everyone
+    editions: dict[str, int] = field(default_factory=dict)  # recipients by edition
+    skipped: dict[str, int] = field(default_factory=dict)  # skipped recipients by why
 
     def as_json(self) -> dict[str, Any]:
         """What `mailer status --json` prints (CONTRACT: recipients, sent, pending, failed,
@@ -44,9 +47,18 @@ class IssueStatus:
             "version": self.version,
             "versions": [v.__dict__ for v in self.versions],
             "batches": self.batches,
+            "audience": self.audience,
+            "editions": self.editions,
+            "skipped_because": self.skipped,
             "ambiguous_recipients": [r.__dict__ for r in self.ambiguous],
             "failed_recipients": [r.__dict__ for r in self.failed],
         }
+
+
+def _named(editions: dict[str, int], pinned: Pinned | None) -> dict[str, int]:
+    """Recipients by edition, the main one named by its language."""
+    main = (pinned.snapshot.language if pinned else "") or "main"
+    return {(tag or main): n for tag, n in editions.items()}
 
 
 def status(settings: Settings, target: str, listed: int | None = 100) -> IssueStatus:
@@ -68,4 +80,7 @@ def status(settings: Settings, target: str, listed: int | None = 100) -> IssueSt
             batches=ledger.batch_counts(found.id),
             ambiguous=ledger.listed(found.id, RecipientState.AMBIGUOUS, listed),
             failed=ledger.listed(found.id, RecipientState.FAILED, listed),
+            audience=found.audience,
+            editions=_named(ledger.by_edition(found.id), store.pins.load(slug)),
+            skipped=ledger.skipped_because(found.id),
         )

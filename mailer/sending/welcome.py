@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mailer.compose.mailing import snapshot_of
+from mailer import languages
+from mailer.audience import parse
 from mailer.config import Settings
 from mailer.content.issue import load_issue
 from mailer.content.issue_files import welcome_path
@@ -19,7 +20,13 @@ from mailer.errors import DeliveryError
 from mailer.models import SubscriberStatus
 from mailer.providers import make_provider
 from mailer.sending.engine import Sender
-from mailer.sending.send import mailing_for, prepare
+from mailer.sending.send import (
+    editions_for,
+    mailing_for,
+    prepare,
+    prepare_editions,
+    snapshot_with_editions,
+)
 from mailer.store import Store
 from mailer.store.pins import Pinned
 
@@ -42,18 +49,25 @@ def welcome(settings: Settings, store: Store, subscriber_id: int) -> Welcomed:
         latest = store.pins.latest(exclude=welcome_pin.slug if welcome_pin else "")
         if latest is not None:
             targets.append(latest)
+    language = s.language or settings.language
     for pinned in targets:
-        seq = store.ledger.enroll(pinned.issue_id, subscriber_id)
+        if pinned.audience and not parse(pinned.audience).matches(s.topics, language):
+            continue  # the latest issue went to an audience this reader is not in
+        tags = [e.language for e in pinned.snapshot.editions]
+        edition = languages.falls_to(language, tags) or ""
+        seq = store.ledger.enroll(pinned.issue_id, subscriber_id, edition)
         if seq is None:
             continue  # had it already
 
+        links = store.links.numbers(pinned.issue_id) if settings.count_clicks else None
         sender = Sender(
             store.ledger,
             make_provider(settings),
-            mailing_for(settings, pinned),
+            mailing_for(settings, pinned, "", links),
             settings,
             pinned.version,
             only_batch=seq,
+            editions=editions_for(settings, pinned, links),
         )
         result = sender.run()
         if result.stopped:
@@ -72,8 +86,10 @@ def _pin_welcome(settings: Settings, store: Store) -> Pinned | None:
     # Never in the archive, so no "view in browser" link to a page that does not exist.
     issue = dataclasses.replace(load_issue(path), archive=False)
     rendered = prepare(settings, path, web=False, issue=issue)
-    snapshot = snapshot_of(settings, rendered)
-    store.archive.put_media((m.name, m.content_type, m.data) for m in rendered.media)
+    editions = prepare_editions(settings, path, rendered, web=False)
+    snapshot = snapshot_with_editions(settings, rendered, editions)
+    for r in (rendered, *(e for _, e in editions)):
+        store.archive.put_media((m.name, m.content_type, m.data) for m in r.media)
     pins = store.pins
     pinned = pins.pin(rendered.issue.slug, snapshot, settings.batch_size, enroll_all=False)
     if pinned.snapshot.content_hash != snapshot.content_hash:

@@ -9,12 +9,17 @@ import sqlalchemy as sa
 from mailer.errors import StoreError
 from mailer.store import db
 from mailer.store.archive import Archive
+from mailer.store.challenges import Challenges
 from mailer.store.events import Events
+from mailer.store.feeds import FeedCache
 from mailer.store.ledger import Ledger
+from mailer.store.links import Links
 from mailer.store.mailbox import Examined
 from mailer.store.owners import Leases
 from mailer.store.pins import Pins
+from mailer.store.preferences import Preferences
 from mailer.store.queue import MailQueue
+from mailer.store.stats import Stats
 from mailer.store.subscribers import Subscribers
 
 if TYPE_CHECKING:
@@ -39,6 +44,10 @@ class Store:
         return Subscribers(self.engine)
 
     @property
+    def preferences(self) -> Preferences:
+        return Preferences(self.engine)
+
+    @property
     def ledger(self) -> Ledger:
         return Ledger(self.engine)
 
@@ -53,6 +62,22 @@ class Store:
     @property
     def archive(self) -> Archive:
         return Archive(self.engine)
+
+    @property
+    def challenges(self) -> Challenges:
+        return Challenges(self.engine)
+
+    @property
+    def feeds(self) -> FeedCache:
+        return FeedCache(self.engine)
+
+    @property
+    def links(self) -> Links:
+        return Links(self.engine)
+
+    @property
+    def stats(self) -> Stats:
+        return Stats(self.engine)
 
     @property
     def leases(self) -> Leases:

@@ -5,13 +5,14 @@ Read from the ledger's pins, never from issue files: the archive shows what was 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from mailer.store.schema import issue_versions, issues, media
+from mailer.store.schema import issue_editions, issue_versions, issues, media
 from mailer.store.subscribers import now
 
 
@@ -23,6 +24,8 @@ class Published:
     date: str  # the issue's own date, or the day it was first sent
     sent_at: dt.datetime
     web_html: str
+    language: str = ""  # this page's language ("" the list's)
+    editions: tuple[str, ...] = ()  # the other editions' tags: /archive/SLUG/TAG/
 
 
 class Archive:
@@ -39,6 +42,9 @@ class Archive:
                 v.c.issue_date,
                 issues.c.created_at,
                 v.c.web_html,
+                v.c.language,
+                issues.c.id,
+                issues.c.version,
             )
             .join(v, (v.c.issue_id == issues.c.id) & (v.c.version == issues.c.version))
             # The welcome mail is pinned with archive false: only issues are listed.
@@ -46,15 +52,39 @@ class Archive:
         )
 
     def issues(self, limit: int = 1000) -> list[Published]:
-        """Archived issues, newest first."""
+        """Archived issues, newest first (each once, in its main edition)."""
         q = self._query().order_by(issues.c.created_at.desc(), issues.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return [_published(r) for r in conn.execute(q)]
+            rows = conn.execute(q).all()
+            tags = _editions(conn, [r.id for r in rows])
+        return [_published(r, tags.get(r.id, ())) for r in rows]
 
-    def issue(self, slug: str) -> Published | None:
+    def issue(self, slug: str, language: str = "") -> Published | None:
+        """An issue's page: its main edition, or the one in `language`."""
         with self.engine.connect() as conn:
             row = conn.execute(self._query().where(issues.c.slug == slug)).first()
-        return _published(row) if row is not None else None
+            if row is None:
+                return None
+            tags = _editions(conn, [row.id]).get(row.id, ())
+            main = _published(row, tags)
+            if not language:
+                return main
+            e = conn.execute(
+                sa.select(issue_editions).where(
+                    issue_editions.c.issue_id == row.id,
+                    issue_editions.c.version == row.version,
+                    issue_editions.c.language == language,
+                )
+            ).first()
+        if e is None or not e.web_html:
+            return None
+        return dataclasses.replace(
+            main,
+            subject=e.subject,
+            preheader=e.preheader,
+            web_html=e.web_html,
+            language=e.language,
+        )
 
     # -- media ----------------------------------------------------------------------------
 
@@ -89,7 +119,27 @@ class Archive:
             return list(conn.execute(sa.select(media.c.name).order_by(media.c.name)).scalars())
 
 
-def _published(r: sa.Row[tuple[object, ...]]) -> Published:
+def _editions(conn: sa.Connection, ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """The other editions' tags of these issues' current versions."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(issue_editions.c.issue_id, issue_editions.c.language)
+        .join(
+            issues,
+            (issues.c.id == issue_editions.c.issue_id)
+            & (issues.c.version == issue_editions.c.version),
+        )
+        .where(issue_editions.c.issue_id.in_(ids), issue_editions.c.web_html.is_not(None))
+        .order_by(issue_editions.c.language)
+    )
+    found: dict[int, list[str]] = {}
+    for issue_id, tag in rows:
+        found.setdefault(issue_id, []).append(tag)
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def _published(r: sa.Row[tuple[object, ...]], editions: tuple[str, ...] = ()) -> Published:
     sent = r.created_at
     assert isinstance(sent, dt.datetime)
     return Published(
@@ -99,4 +149,6 @@ def _published(r: sa.Row[tuple[object, ...]]) -> Published:
         date=str(r.issue_date or "") or sent.date().isoformat(),
         sent_at=sent,
         web_html=str(r.web_html),
+        language=str(r.language or ""),
+        editions=editions,
     )

@@ -16,8 +16,17 @@ import sqlalchemy as sa
 
 from mailer.models import Actor, BatchState, EventType, RecipientState, SubscriberStatus
 from mailer.store.batch import insert_many, one_of
-from mailer.store.schema import batches, events, issues, recipients, subscribers
+from mailer.store.schema import (
+    batches,
+    events,
+    issues,
+    recipients,
+    subscriber_topics,
+    subscribers,
+)
 from mailer.store.subscribers import change_status, erased_tally, now
+
+Split = dict[str, dict[str, int]]  # group (edition or topic) -> {recipients, sent, event: n}
 
 
 def keys_by_id(conn: sa.Connection, ids: Collection[int]) -> dict[int, str]:
@@ -215,6 +224,34 @@ class Events:
                 counts[kind] = counts.get(kind, 0) + n
         return counts
 
+    def by_audience(self, issue_id: int) -> tuple[Split, Split]:
+        """The issue's recipients, sent and events (people each) split by language edition
+        ("" the main one) and by topic (the readers' topics now; erased people are gone
+        from both, counted only in the totals)."""
+        edition = (
+            sa.select(recipients.c.subscriber_id, recipients.c.state, batches.c.edition)
+            .join(
+                batches,
+                (batches.c.issue_id == recipients.c.issue_id)
+                & (batches.c.seq == recipients.c.batch_seq),
+            )
+            .where(recipients.c.issue_id == issue_id)
+            .subquery()
+        )
+        topic = (
+            sa.select(recipients.c.subscriber_id, recipients.c.state, subscriber_topics.c.topic)
+            .join(
+                subscriber_topics, subscriber_topics.c.subscriber_id == recipients.c.subscriber_id
+            )
+            .where(recipients.c.issue_id == issue_id)
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            return (
+                _split(conn, issue_id, edition, edition.c.edition),
+                _split(conn, issue_id, topic, topic.c.topic),
+            )
+
     def top_links(self, issue_id: int, limit: int) -> list[tuple[str, int]]:
         """(link, how many people clicked it), most first."""
         people = sa.func.count(sa.distinct(events.c.subscriber_id)).label("people")
@@ -231,3 +268,26 @@ class Events:
                 .limit(limit)
             ).all()
         return [(str(url), int(n)) for url, n in rows]
+
+
+def _split(conn: sa.Connection, issue_id: int, people: Any, group: Any) -> Split:
+    """For each group of the issue's recipients: how many, how many sent, and how many
+    people each event happened to."""
+    found: Split = {}
+    sent = sa.func.sum(sa.case((people.c.state == RecipientState.SENT, 1), else_=0))
+    for key, n, n_sent in conn.execute(
+        sa.select(group, sa.func.count(), sent).group_by(group).order_by(group)
+    ):
+        found[str(key or "")] = {"recipients": int(n), "sent": int(n_sent or 0)}
+    distinct = sa.func.count(sa.distinct(events.c.subscriber_id))
+    rows = conn.execute(
+        sa.select(group, events.c.type, distinct)
+        .join(
+            events,
+            (events.c.subscriber_id == people.c.subscriber_id) & (events.c.issue_id == issue_id),
+        )
+        .group_by(group, events.c.type)
+    )
+    for key, kind, n in rows:
+        found.setdefault(str(key or ""), {"recipients": 0, "sent": 0})[str(kind)] = int(n)
+    return found

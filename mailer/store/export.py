@@ -14,6 +14,8 @@ CSV_COLUMNS = [
     "email",
     "name",
     "status",
+    "language",
+    "topics",
     "created_at",
     "updated_at",
     "consent_source",
@@ -40,6 +42,8 @@ def _fields(s: Subscriber) -> dict[str, str]:
         "email": s.email,
         "name": s.name,
         "status": s.status,
+        "language": s.language or "",
+        "topics": ",".join(s.topics),
         "created_at": _iso(s.created_at),
         "updated_at": _iso(s.updated_at),
         "consent_source": s.consent_source or "",
@@ -74,6 +78,8 @@ def write_json(rows: Iterable[Subscriber], out: IO[str]) -> int:
     for s in rows:
         fields: dict[str, object] = dict(_fields(s))
         fields["attributes"] = s.attributes
+        fields["topics"] = list(s.topics)
+        fields["paused_until"] = _iso(s.paused_until)
         out.write(("," if n else "") + "\n  " + json.dumps(fields, ensure_ascii=False))
         n += 1
     out.write("\n]\n" if n else "]\n")

@@ -18,11 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mailer import addresses
+from mailer import addresses, languages
 from mailer.errors import InputError
 from mailer.models import SUPPRESSED, Actor, SubscriberStatus, may_change
 from mailer.store.export import CSV_COLUMNS, unneutralize
-from mailer.store.schema import subscribers
+from mailer.store.schema import subscriber_topics, subscribers
 from mailer.store.subscribers import clean_name
 
 DETAILS_MAX = 20  # problem lines kept for the summary; all go to `ImportReport.sink`
@@ -65,6 +65,35 @@ class ImportReport:
         return self.added + self.updated + self.unchanged
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """The topics and languages a file's rows may name: anything else is a reported row."""
+
+    topics: frozenset[str] = frozenset()
+    languages: tuple[str, ...] = ()  # offered; a narrower tag (en-GB within en) is fine
+
+    def topic_list(self, raw: str) -> tuple[str, ...]:
+        keys = sorted({t.strip().lower() for t in raw.split(",") if t.strip()})
+        for k in keys:
+            if k not in self.topics:
+                known = (
+                    ", ".join(sorted(self.topics)) or "none are declared ([topics] in mailer.toml)"
+                )
+                raise ValueError(f"unknown topic {_short(k)!r}; topics: {known}")
+        return tuple(keys)
+
+    def language(self, raw: str) -> str:
+        if not raw.strip():
+            return ""
+        tag = languages.canonical(raw)
+        if not any(languages.within(tag, o) for o in self.languages):
+            raise ValueError(
+                f"language {tag!r} is not offered; languages: {', '.join(self.languages)} "
+                "(add it to languages in mailer.toml)"
+            )
+        return tag
+
+
 @dataclass
 class Row:
     line: int
@@ -73,6 +102,8 @@ class Row:
     name: str | None
     status: str | None
     attributes: dict[str, str]
+    language: str | None = None  # None: no language column; "": the list's
+    topics: tuple[str, ...] | None = None  # None: no topics column
 
 
 BOMS = (
@@ -124,7 +155,9 @@ def _guess_encoding(path: Path) -> str:
     return "LATIN1"
 
 
-def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
+def read_rows(
+    path: Path, report: ImportReport, vocabulary: Vocabulary | None = None
+) -> Iterator[Row]:
     """Parse and validate rows one at a time; bad rows go to the report, not the caller.
 
     The parser's own field limit is set far above FIELD_MAX: hitting it leaves the csv
@@ -146,6 +179,7 @@ def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
         email_at = header.index("email")
         name_at = header.index("name") if "name" in header else None
         status_at = header.index("status") if "status" in header else None
+        choices = _Choices(header, vocabulary or Vocabulary())
         # Columns an export writes that are not attributes: a round trip adds nothing.
         skip = set(CSV_COLUMNS) - {"attributes"}
         extra = [(i, h) for i, h in enumerate(header) if h and h not in skip]
@@ -178,7 +212,7 @@ def read_rows(path: Path, report: ImportReport) -> Iterator[Row]:
             if "'" in joined:
                 values = [unneutralize(v) if v.startswith("'") else v for v in values]
             row = _row(values, start, email_at, name_at, status_at, extra, report)
-            if row is not None:
+            if row is not None and (not choices.present or choices.read(row, values, report)):
                 yield row
 
 
@@ -233,6 +267,30 @@ def _row(
     return Row(line, email, addresses.key(email), name, status or None, attributes)
 
 
+class _Choices:
+    """A file's language and topics columns, if it has them, read against the vocabulary."""
+
+    def __init__(self, header: list[str], vocabulary: Vocabulary) -> None:
+        self.language_at = header.index("language") if "language" in header else None
+        self.topics_at = header.index("topics") if "topics" in header else None
+        self.present = self.language_at is not None or self.topics_at is not None
+        self.vocabulary = vocabulary
+
+    def read(self, row: Row, values: list[str], report: ImportReport) -> bool:
+        """Fill row.language and row.topics; False (and a reported row) if either is bad."""
+        try:
+            if self.language_at is not None:
+                at = self.language_at
+                row.language = self.vocabulary.language(values[at] if at < len(values) else "")
+            if self.topics_at is not None:
+                at = self.topics_at
+                row.topics = self.vocabulary.topic_list(values[at] if at < len(values) else "")
+        except ValueError as e:
+            report.reject(row.line, str(e))
+            return False
+        return True
+
+
 def _merge_json(attributes: dict[str, str]) -> dict[str, str]:
     """An export's `attributes` column (JSON) comes back as the attributes it holds."""
     raw = attributes.pop("attributes")
@@ -269,26 +327,25 @@ class Held:
     name: str
     status: str
     attributes: dict[str, Any]
+    language: str | None = None
+    topics: tuple[str, ...] | None = None  # only read when the file has a topics column
 
 
 @dataclass(frozen=True)
 class Change:
     """What an import does to one address already subscribed."""
 
-    update: dict[str, Any] | None = None  # new name and attributes (b_id, name, attributes)
+    # new name, attributes and language (b_id, name, attributes, language)
+    update: dict[str, Any] | None = None
     suppress: SubscriberStatus | None = None  # a status the file may set: a suppression
+    topics: tuple[str, ...] | None = None  # the topics to set, when they change
 
 
-def merge_existing(
-    name: str | None,
-    status: str | None,
-    attributes: dict[str, str],
-    old: Held,
-    report: ImportReport,
-) -> Change:
+def merge_existing(row: Row, old: Held, report: ImportReport) -> Change:
     """An import updates names and attributes and may suppress someone (the status column
     saying unsubscribed, bounced or complained); it never reactivates anyone, and leaves
     everything of a suppressed person but a stronger suppression alone."""
+    name, status, attributes = row.name, row.status, row.attributes
     new = SubscriberStatus(status) if status else None
     raises = new is not None and new in SUPPRESSED and may_change(old.status, new, Actor.IMPORT)
     suppress = new if raises else None
@@ -300,9 +357,15 @@ def merge_existing(
         return Change(suppress=suppress)
     merged_name = old.name if name is None else name
     merged = {**(old.attributes or {}), **attributes}
-    if merged_name != old.name or merged != (old.attributes or {}):
+    language = old.language if row.language is None else (row.language or None)
+    topics = row.topics if row.topics is not None and row.topics != old.topics else None
+    if merged_name != old.name or merged != (old.attributes or {}) or language != old.language:
         report.updated += 1
-        return Change({"b_id": old.id, "name": merged_name, "attributes": merged}, suppress)
+        update = {"b_id": old.id, "name": merged_name, "attributes": merged, "language": language}
+        return Change(update, suppress, topics)
+    if topics is not None:
+        report.updated += 1
+        return Change(suppress=suppress, topics=topics)
     if raises:
         report.updated += 1
     else:
@@ -322,6 +385,23 @@ UPDATE = (
     .values(
         name=sa.bindparam("name"),
         attributes=sa.bindparam("attributes"),
+        language=sa.bindparam("language"),
         updated_at=sa.bindparam("updated_at"),
     )
 )
+
+
+def write_topics(conn: sa.Connection, changes: list[tuple[int, tuple[str, ...]]]) -> None:
+    """Replace these subscribers' topics: a delete and an insert for all of them."""
+    if not changes:
+        return
+    ids = [sid for sid, _ in changes]
+    for part in range(0, len(ids), 500):
+        conn.execute(
+            subscriber_topics.delete().where(
+                subscriber_topics.c.subscriber_id.in_(ids[part : part + 500])
+            )
+        )
+    pairs = [{"subscriber_id": sid, "topic": t} for sid, topics in changes for t in topics]
+    if pairs:
+        conn.execute(subscriber_topics.insert(), pairs)

@@ -24,10 +24,12 @@ from mailer.store.import_rows import (
     Held,
     ImportReport,
     Row,
+    Vocabulary,
     any_erased,
     chunked,
     merge_existing,
     read_rows,
+    write_topics,
 )
 from mailer.store.schema import subscribers
 from mailer.store.subscribers import change_status, new_nonces, now
@@ -60,6 +62,7 @@ def import_sqlite(
     dry_run: bool,
     allow_erased: bool,
     chunk_size: int = CHUNK,
+    vocabulary: Vocabulary | None = None,
 ) -> None:
     # Keys seen earlier in this file live in a temporary table, not in memory, so a
     # ten-million-row file costs the same memory as a ten-row one.
@@ -71,7 +74,7 @@ def import_sqlite(
     run = _Run(source, dry_run, allow_erased, _last_id(conn), now())
     with _loading(conn):
         uncommitted = 0
-        for piece in chunked(read_rows(path, report), min(chunk_size, PIECE)):
+        for piece in chunked(read_rows(path, report, vocabulary), min(chunk_size, PIECE)):
             _apply(conn, piece, report, run)
             uncommitted += len(piece)
             if uncommitted >= chunk_size:
@@ -131,13 +134,15 @@ def _apply(conn: sa.Connection, piece: list[Row], report: ImportReport, run: _Ru
         if r.ours:  # added by an earlier piece of this file
             report.duplicate(unique[r.email_key].line, unique.pop(r.email_key).email)
         else:
-            existing[r.email_key] = Held(r.id, r.name, r.status, r.attributes)
+            held = tuple(sorted(r.topics.split(","))) if r.topics else ()
+            existing[r.email_key] = Held(r.id, r.name, r.status, r.attributes, r.language, held)
     if existing and not run.dry_run:
         conn.exec_driver_sql("INSERT INTO import_seen (k) VALUES (?)", [(k,) for k in existing])
     erased = set(lookup.keys("erasures", "email_hash", by_hash=True)) if hashes else set()
     inserts: list[Row] = []
     updates: list[dict[str, Any]] = []
     suppress: list[tuple[int, SubscriberStatus]] = []
+    topics: list[tuple[int, tuple[str, ...]]] = []
     for key, row in unique.items():
         old = existing.get(key)
         if old is None:
@@ -147,17 +152,21 @@ def _apply(conn: sa.Connection, piece: list[Row], report: ImportReport, run: _Ru
                 inserts.append(row)
                 report.added += 1
             continue
-        change = merge_existing(row.name, row.status, row.attributes, old, report)
+        change = merge_existing(row, old, report)
         if change.update is not None:
             updates.append({**change.update, "updated_at": run.at})
+        if change.topics is not None:
+            topics.append((old.id, change.topics))
         if change.suppress is not None:
             suppress.append((old.id, change.suppress))
     if run.dry_run:  # only the import_seen bookkeeping was written
         return
     if inserts:
         _insert(conn, inserts, run)
+        topics += _new_topics(conn, inserts)
     if updates:
         conn.execute(UPDATE, updates)
+    write_topics(conn, topics)
     for sid, new_status in suppress:
         change_status(conn, sid, new_status, Actor.IMPORT, run.source)
 
@@ -199,7 +208,9 @@ class _Lookup:
     def subscribers(self, run: _Run) -> sa.Result[Any]:
         return self.conn.execute(
             sa.text(
-                "SELECT t.id, t.email_key, t.name, t.status, t.attributes, "
+                "SELECT t.id, t.email_key, t.name, t.status, t.attributes, t.language, "
+                "(SELECT group_concat(topic) FROM subscriber_topics WHERE subscriber_id = t.id) "
+                "AS topics, "
                 "CASE WHEN t.id > :last AND t.created_at = :at THEN 1 ELSE 0 END AS ours "
                 "FROM json_each(:k) AS c CROSS JOIN subscribers t ON t.email_key = c.value"
             )
@@ -213,6 +224,8 @@ class _Lookup:
                 subscribers.c.name,
                 subscribers.c.status,
                 subscribers.c.attributes,
+                subscribers.c.language,
+                sa.column("topics", sa.String),
                 sa.column("ours", sa.Integer),
             ),
             {"k": self.k},
@@ -233,13 +246,14 @@ def _insert(conn: sa.Connection, rows: list[Row], run: _Run) -> None:
             r.status or active,
             json.dumps(r.attributes) if r.attributes else "{}",
             nonce,
+            r.language or None,
         )
         for r, nonce in zip(rows, nonces, strict=True)
     ]
     insert_many(
         conn,
         subscribers,
-        ("email", "email_key", "name", "status", "attributes", "nonce"),
+        ("email", "email_key", "name", "status", "attributes", "nonce", "language"),
         values,
         shared={
             "consent_source": run.source,
@@ -249,3 +263,16 @@ def _insert(conn: sa.Connection, rows: list[Row], run: _Run) -> None:
         },
         as_stored={"attributes"},
     )
+
+
+def _new_topics(conn: sa.Connection, rows: list[Row]) -> list[tuple[int, tuple[str, ...]]]:
+    """The topics of the subscribers just inserted, by their new ids (one lookup)."""
+    wanted = {r.key: r.topics for r in rows if r.topics}
+    if not wanted:
+        return []
+    found = conn.exec_driver_sql(
+        "SELECT t.id, t.email_key FROM json_each(?) AS c "
+        "CROSS JOIN subscribers t ON t.email_key = c.value",
+        (json.dumps(sorted(wanted)),),
+    )
+    return [(sid, wanted[key] or ()) for sid, key in found]

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from mailer import heap
 from mailer.errors import InputError
 from mailer.store.import_pg import import_pg
-from mailer.store.import_rows import ImportReport, check_utf8
+from mailer.store.import_rows import ImportReport, Vocabulary, check_utf8
 from mailer.store.import_sqlite import CHUNK, import_sqlite
 
-__all__ = ["CHUNK", "ImportReport", "import_csv"]
+__all__ = ["CHUNK", "ImportReport", "Vocabulary", "import_csv"]
 
 
 def import_csv(
@@ -29,6 +29,7 @@ def import_csv(
     allow_erased: bool = False,
     chunk_size: int = CHUNK,
     sink: Callable[[int, str, str], None] | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> ImportReport:
     """Import a CSV of subscribers. `chunk_size` is SQLite's rows per transaction."""
     if not path.exists():
@@ -40,9 +41,9 @@ def import_csv(
     source = f"import:{path.name}"[:200]
     with heap.frozen(), engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            import_pg(conn, path, report, source, dry_run, allow_erased)
+            import_pg(conn, path, report, source, dry_run, allow_erased, vocabulary)
         else:
-            import_sqlite(conn, path, report, source, dry_run, allow_erased, chunk_size)
+            import_sqlite(conn, path, report, source, dry_run, allow_erased, chunk_size, vocabulary)
     if report.rows == 0:
         raise InputError(f"{path}: no rows under the header; nothing to import")
     return report

@@ -10,7 +10,7 @@ recovery turns into `ambiguous`: listed, never resent unless asked (--retry-ambi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +26,10 @@ from mailer.models import (
     SubscriberStatus,
 )
 from mailer.store import ledger_sql as q
+from mailer.store.audience import effective_language, within
 from mailer.store.owners import new_owner, owner_is_dead
 from mailer.store.schema import batches, recipients, subscribers
-from mailer.store.subscribers import change_status, erased_tally, now
+from mailer.store.subscribers import Selection, change_status, erased_tally, now
 
 LEASE = dt.timedelta(minutes=5)
 
@@ -73,49 +74,98 @@ class Claim:
     seq: int
     owner: str
     version: int = 1
+    edition: str = ""  # the language edition its recipients get ("": the main one)
 
 
-def snapshot_list(conn: sa.Connection, issue_id: int, batch_size: int, at: dt.datetime) -> None:
-    """The active list, as an issue's recipients cut into batches, in one INSERT ... SELECT
-    inside the database: a million rows never pass through Python."""
-    numbered = sa.select(
-        sa.literal(issue_id).label("issue_id"),
-        subscribers.c.id.label("subscriber_id"),
-        ((sa.func.row_number().over(order_by=subscribers.c.id) - 1) // batch_size).label(
-            "batch_seq"
-        ),
-        sa.literal(RecipientState.PENDING.value).label("state"),
-    ).where(subscribers.c.status == SubscriberStatus.ACTIVE.value)
-    conn.execute(
-        recipients.insert().from_select(
-            ["issue_id", "subscriber_id", "batch_seq", "state"], numbered
-        )
-    )
-    conn.execute(
-        batches.insert().from_select(
-            ["issue_id", "seq", "state", "attempts", "updated_at"],
-            sa.select(
-                recipients.c.issue_id,
-                recipients.c.batch_seq,
-                sa.literal(BatchState.PENDING.value),
-                sa.literal(0),
-                sa.literal(at, type_=batches.c.updated_at.type),
+def snapshot_list(
+    conn: sa.Connection,
+    issue_id: int,
+    batch_size: int,
+    at: dt.datetime,
+    audience: Selection | None = None,
+    editions: Sequence[str] = (),
+) -> None:
+    """The issue's audience (the active list, or whom `audience` picks; never anyone paused
+    at `at`), as its recipients cut into batches, inside the database: a million rows never
+    pass through Python. With language editions, each reader goes to the edition of the
+    narrowest tag their language is within (en-GB: en-GB, then en), the rest to the main
+    one; a batch holds one edition, so a provider request carries one body."""
+    default = audience.default_language if audience is not None else ""
+    chosen = [
+        subscribers.c.status == SubscriberStatus.ACTIVE.value,
+        sa.or_(subscribers.c.paused_until.is_(None), subscribers.c.paused_until <= at),
+    ]
+    if audience is not None and not audience.audience.everyone:
+        chosen.append(audience.condition())
+    language = effective_language(default)
+    offset = 0
+    for edition in [*sorted(editions, key=len, reverse=True), ""]:
+        where = list(chosen)
+        if edition:
+            where.append(within(language, edition))
+        if editions:  # each reader once: the narrower editions took theirs first
+            where.append(
+                ~sa.exists().where(
+                    recipients.c.issue_id == issue_id,
+                    recipients.c.subscriber_id == subscribers.c.id,
+                )
             )
-            .where(recipients.c.issue_id == issue_id)
-            .distinct(),
+        numbered = sa.select(
+            sa.literal(issue_id).label("issue_id"),
+            subscribers.c.id.label("subscriber_id"),
+            (
+                (sa.func.row_number().over(order_by=subscribers.c.id) - 1) // batch_size + offset
+            ).label("batch_seq"),
+            sa.literal(RecipientState.PENDING.value).label("state"),
+        ).where(*where)
+        conn.execute(
+            recipients.insert().from_select(
+                ["issue_id", "subscriber_id", "batch_seq", "state"], numbered
+            )
         )
-    )
+        conn.execute(
+            batches.insert().from_select(
+                ["issue_id", "seq", "state", "attempts", "updated_at", "edition"],
+                sa.select(
+                    recipients.c.issue_id,
+                    recipients.c.batch_seq,
+                    sa.literal(BatchState.PENDING.value),
+                    sa.literal(0),
+                    sa.literal(at, type_=batches.c.updated_at.type),
+                    sa.literal(edition),
+                )
+                .where(recipients.c.issue_id == issue_id, recipients.c.batch_seq >= offset)
+                .distinct(),
+            )
+        )
+        if editions:
+            last = conn.execute(
+                sa.select(sa.func.max(batches.c.seq)).where(batches.c.issue_id == issue_id)
+            ).scalar()
+            offset = 0 if last is None else int(last) + 1
 
 
 class Ledger:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, audience: Selection | None = None) -> None:
         self.engine = engine
+        self.pending_people = q.PENDING_PEOPLE
+        if audience is not None and not audience.audience.everyone:
+            # Who left the audience since the snapshot (dropped the topic) is skipped like
+            # someone who unsubscribed: nobody joins it after the first send, and nobody
+            # who opted out of it gets it.
+            self.pending_people = q.PENDING_PEOPLE.add_columns(
+                sa.case((audience.condition(), 1), else_=0).label("in_audience")
+            )
+
+    def for_audience(self, audience: Selection | None) -> Ledger:
+        """This ledger, checking each recipient against the issue's pinned audience."""
+        return Ledger(self.engine, audience)
 
     @staticmethod
     def new_owner() -> str:
         return new_owner()
 
-    def enroll(self, issue_id: int, subscriber_id: int) -> int | None:
+    def enroll(self, issue_id: int, subscriber_id: int, edition: str = "") -> int | None:
         """Add one person to a pinned issue, in a batch of their own, and return its seq.
 
         Someone already a recipient is not added again (each gets an issue once, whoever
@@ -158,6 +208,7 @@ class Ledger:
                             state=BatchState.PENDING,
                             attempts=0,
                             updated_at=at,
+                            edition=edition,
                         )
                     )
                     conn.execute(
@@ -226,7 +277,7 @@ class Ledger:
             return None
         at = now()
         conn.execute(q.CLAIM, {"b_id": row.id, "owner": owner, "expires": at + LEASE, "at": at})
-        return Claim(row.id, issue_id, row.seq, owner, version)
+        return Claim(row.id, issue_id, row.seq, owner, version, row.edition or "")
 
     def claim_group(
         self, issue_id: int, owner: str, limit: int, version: int = 1, seq: int | None = None
@@ -257,15 +308,23 @@ class Ledger:
         active = SubscriberStatus.ACTIVE.value
         while True:
             # One more than needed: is there anything after this group?
-            rows = conn.execute(q.PENDING_PEOPLE, {**batch, "n": limit + 1}).all()
+            rows = conn.execute(self.pending_people, {**batch, "n": limit + 1}).all()
             more = len(rows) > limit
             rows = rows[:limit]
             if not rows:
                 return [], False
-            gone = [row.id for row in rows if row.status != active]
-            if gone:
-                conn.execute(q.SKIP, {**batch, "gone": gone, "at": at})
-            if len(gone) < len(rows):
+            gone: dict[str, list[int]] = {}
+            # Nearly everyone is active and unpaused: only the others are asked why.
+            for row in [r for r in rows if r.status != active or r.paused_until is not None]:
+                if why := _not_now(row, at):
+                    gone.setdefault(why, []).append(row.id)
+            if self.pending_people is not q.PENDING_PEOPLE:
+                left = [r.id for r in rows if r.in_audience == 0 and not _not_now(r, at)]
+                if left:
+                    gone["left the audience"] = left
+            for why, ids in gone.items():
+                conn.execute(q.SKIP, {**batch, "gone": ids, "at": at, "why": why})
+            if sum(map(len, gone.values())) < len(rows):
                 break
             if not more:
                 return [], False
@@ -278,11 +337,10 @@ class Ledger:
         else:
             conn.execute(q.REQUEST_ALL, taken)
         conn.execute(q.BATCH_REQUESTING, {"b_id": claim.batch_id, "expires": at + LEASE, "at": at})
-        group = [
-            Recipient(row.id, row.email, row.name, row.nonce)
-            for row in rows
-            if row.status == active
-        ]
+        group = [Recipient(row.id, row.email, row.name, row.nonce) for row in rows]
+        if gone:
+            skipped = {sid for ids in gone.values() for sid in ids}
+            group = [r for r in group if r.key not in skipped]
         return group, more
 
     def record(
@@ -399,6 +457,37 @@ class Ledger:
             ).all()
         return {str(s): int(n) for s, n in rows}
 
+    def by_edition(self, issue_id: int) -> dict[str, int]:
+        """Recipients by the language edition their batch gets ("": the main one)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(batches.c.edition, sa.func.count())
+                .join(
+                    recipients,
+                    sa.and_(
+                        recipients.c.issue_id == batches.c.issue_id,
+                        recipients.c.batch_seq == batches.c.seq,
+                    ),
+                )
+                .where(batches.c.issue_id == issue_id)
+                .group_by(batches.c.edition)
+                .order_by(batches.c.edition)
+            ).all()
+        return {str(e or ""): int(n) for e, n in rows}
+
+    def skipped_because(self, issue_id: int) -> dict[str, int]:
+        """Skipped recipients by why: no longer active, paused, left the audience."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(recipients.c.error, sa.func.count())
+                .where(
+                    recipients.c.issue_id == issue_id,
+                    recipients.c.state == RecipientState.SKIPPED,
+                )
+                .group_by(recipients.c.error)
+            ).all()
+        return {str(e or "skipped"): int(n) for e, n in rows}
+
     def listed(
         self, issue_id: int, state: RecipientState, limit: int | None = None
     ) -> list[ListedRecipient]:
@@ -448,6 +537,16 @@ class Ledger:
                     .values(state=BatchState.PENDING)
                 )
         return int(n)
+
+
+def _not_now(row: Any, at: dt.datetime) -> str:
+    """Why a pending recipient is skipped now, or "" to send: no longer active, or paused
+    until a later date."""
+    if row.status != SubscriberStatus.ACTIVE:
+        return "no longer active"
+    if row.paused_until is not None and row.paused_until > at:
+        return "paused"
+    return ""
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

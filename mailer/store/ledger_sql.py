@@ -17,7 +17,7 @@ IN_BATCH = (recipients.c.issue_id == param("b_issue"), recipients.c.batch_seq ==
 PENDING_IN_BATCH = (*IN_BATCH, recipients.c.state == RecipientState.PENDING)
 REQUESTING_IN_BATCH = (*IN_BATCH, recipients.c.state == RecipientState.REQUESTING)
 NEXT_BATCH = (
-    sa.select(batches.c.id, batches.c.seq)
+    sa.select(batches.c.id, batches.c.seq, batches.c.edition)
     .where(batches.c.issue_id == param("b_issue"), batches.c.state == BatchState.PENDING)
     .order_by(batches.c.seq)
     .limit(1)
@@ -42,6 +42,7 @@ PENDING_PEOPLE = (
         subscribers.c.name,
         subscribers.c.status,
         subscribers.c.nonce,
+        subscribers.c.paused_until,
     )
     .join(recipients, recipients.c.subscriber_id == subscribers.c.id)
     .where(*PENDING_IN_BATCH)
@@ -51,7 +52,7 @@ PENDING_PEOPLE = (
 SKIP = (
     recipients.update()
     .where(*PENDING_IN_BATCH, recipients.c.subscriber_id.in_(param("gone", expanding=True)))
-    .values(state=RecipientState.SKIPPED, error="no longer active", updated_at=param("at"))
+    .values(state=RecipientState.SKIPPED, error=param("why"), updated_at=param("at"))
 )
 REQUEST_ALL = (
     recipients.update()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,8 +15,9 @@ import sqlalchemy as sa
 from mailer.errors import InputError
 from mailer.models import RecipientState, Snapshot
 from mailer.store.ledger import snapshot_list
-from mailer.store.schema import issue_versions, issues, recipients
-from mailer.store.subscribers import now
+from mailer.store.links import number_links
+from mailer.store.schema import issue_editions, issue_versions, issues, recipients
+from mailer.store.subscribers import Selection, now
 from mailer.tokens import issue_ref
 
 
@@ -31,6 +33,7 @@ class IssueRecord:
     source: str | None
     version: int | None  # the pinned version the rest of its list gets; None: never sent
     message_nonce: str | None
+    audience: str | None  # the expression its list was chosen by; None: everyone
 
     @classmethod
     def from_row(cls, row: sa.Row[tuple[object, ...]]) -> IssueRecord:
@@ -60,6 +63,7 @@ class Pinned:
     message_nonce: str
     snapshot: Snapshot
     created: bool = False  # pinned by this call: the first send
+    audience: str | None = None  # the expression its list was chosen by; None: everyone
 
 
 class Pins:
@@ -96,6 +100,28 @@ class Pins:
         ).first()
         if v is None:
             return None
+        editions = tuple(
+            Snapshot(
+                e.subject,
+                e.preheader,
+                e.html,
+                e.text,
+                dict(v.headers),
+                e.source or "",
+                web_html=e.web_html or "",
+                archive=bool(v.archive),
+                date=v.issue_date or "",
+                language=e.language,
+            )
+            for e in conn.execute(
+                sa.select(issue_editions)
+                .where(
+                    issue_editions.c.issue_id == issue.id,
+                    issue_editions.c.version == v.version,
+                )
+                .order_by(issue_editions.c.language)
+            )
+        )
         snapshot = Snapshot(
             v.subject,
             v.preheader,
@@ -106,8 +132,18 @@ class Pins:
             web_html=v.web_html or "",
             archive=bool(v.archive),
             date=v.issue_date or "",
+            language=v.language or "",
+            editions=editions,
         )
-        return Pinned(issue.id, slug, issue.ref, v.version, issue.message_nonce, snapshot)
+        return Pinned(
+            issue.id,
+            slug,
+            issue.ref,
+            v.version,
+            issue.message_nonce,
+            snapshot,
+            audience=issue.audience,
+        )
 
     def versions(self, issue_id: int) -> list[VersionSent]:
         """Each pinned version with how many recipients were sent it."""
@@ -140,13 +176,18 @@ class Pins:
         ]
 
     def pin(
-        self, slug: str, snapshot: Snapshot, batch_size: int, enroll_all: bool = True
+        self,
+        slug: str,
+        snapshot: Snapshot,
+        batch_size: int,
+        enroll_all: bool = True,
+        audience: Selection | None = None,
     ) -> Pinned:
         """The issue as the ledger holds it, pinning `snapshot` on the first call.
 
-        The first call also snapshots the active list into recipients, in one INSERT ...
-        SELECT inside the database: a million rows never pass through Python. Two first
-        sends at once: one pins, the other finds its pin.
+        The first call also snapshots its audience (the active list, or those `audience`
+        picks) into recipients, in INSERT ... SELECTs inside the database: a million rows
+        never pass through Python. Two first sends at once: one pins, the other finds its pin.
         """
         try:
             with self.engine.begin() as conn:
@@ -154,7 +195,7 @@ class Pins:
                 if found is not None:
                     self.check_source(found, snapshot)
                     return found
-                return self._create(conn, slug, snapshot, batch_size, enroll_all)
+                return self._create(conn, slug, snapshot, batch_size, enroll_all, audience)
         except sa.exc.IntegrityError:
             with self.engine.connect() as conn:
                 found = self._load(conn, slug)
@@ -180,8 +221,10 @@ class Pins:
         snapshot: Snapshot,
         batch_size: int,
         enroll_all: bool = True,
+        audience: Selection | None = None,
     ) -> Pinned:
         at = now()
+        pinned_audience = None if audience is None or audience.audience.everyone else audience
         ref = issue_ref(slug)
         clash = conn.execute(sa.select(issues.c.slug).where(issues.c.ref == ref)).scalar()
         # The same slug here means another sender pinned it since this transaction's first
@@ -201,13 +244,22 @@ class Pins:
                 source=snapshot.source[:1000],
                 version=1,
                 message_nonce=nonce,
+                audience=str(pinned_audience.audience) if pinned_audience else None,
             )
         ).inserted_primary_key[0]  # type: ignore[index]
         self._add_version(conn, issue_id, 1, snapshot)
-        if not enroll_all:  # a welcome mail: people are enrolled one by one (enroll)
-            return Pinned(int(issue_id), slug, ref, 1, nonce, snapshot, created=True)
-        snapshot_list(conn, int(issue_id), batch_size, at)
-        return Pinned(int(issue_id), slug, ref, 1, nonce, snapshot, created=True)
+        text = str(pinned_audience.audience) if pinned_audience else None
+        pinned = Pinned(int(issue_id), slug, ref, 1, nonce, snapshot, True, text)
+        if enroll_all:  # else a welcome mail: people are enrolled one by one (enroll)
+            snapshot_list(
+                conn,
+                int(issue_id),
+                batch_size,
+                at,
+                pinned_audience,
+                [e.language for e in snapshot.editions],
+            )
+        return pinned
 
     def repin(self, pinned: Pinned, snapshot: Snapshot) -> Pinned:
         """A deliberate --update-content: the rest of the list gets a new version."""
@@ -227,8 +279,33 @@ class Pins:
                 .values(version=version, subject=snapshot.subject[:500])
             )
         return Pinned(
-            pinned.issue_id, pinned.slug, pinned.ref, version, pinned.message_nonce, snapshot
+            pinned.issue_id,
+            pinned.slug,
+            pinned.ref,
+            version,
+            pinned.message_nonce,
+            snapshot,
+            audience=pinned.audience,
         )
+
+    def sent_html(self) -> Iterator[str]:
+        """The HTML of every version and edition ever pinned, one at a time (what `draft`
+        reads the links already sent from)."""
+        with self.engine.connect() as conn:
+            for table in (issue_versions, issue_editions):
+                rows = conn.execute(sa.select(table.c.html), execution_options={"yield_per": 50})
+                for (html,) in rows:
+                    yield str(html)
+
+    def last_sent_at(self, exclude: str = "") -> dt.datetime | None:
+        """When the newest issue (but `exclude`, the welcome) was first sent."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(sa.func.max(issues.c.created_at)).where(
+                    issues.c.slug != exclude, issues.c.version.is_not(None)
+                )
+            ).scalar()
+        return found if isinstance(found, dt.datetime) else None
 
     def latest(self, exclude: str = "") -> Pinned | None:
         """The most recently pinned issue but `exclude` (the welcome mail's slug)."""
@@ -259,5 +336,26 @@ class Pins:
                 web_html=s.web_html or None,
                 archive=s.archive,
                 issue_date=s.date[:40],
+                language=s.language,
             )
         )
+        # Article links numbered with the pin (kept numbers across versions), for counting.
+        number_links(conn, issue_id, [*s.links, *(u for e in s.editions for u in e.links)])
+        if s.editions:
+            conn.execute(
+                issue_editions.insert(),
+                [
+                    {
+                        "issue_id": issue_id,
+                        "version": version,
+                        "language": e.language,
+                        "subject": e.subject,
+                        "preheader": e.preheader,
+                        "html": e.html,
+                        "text": e.text,
+                        "source": e.source[:1000],
+                        "web_html": e.web_html or None,
+                    }
+                    for e in s.editions
+                ],
+            )

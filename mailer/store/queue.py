@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,6 +22,10 @@ from mailer.store.subscribers import now
 
 LEASE = dt.timedelta(minutes=5)
 GIVE_UP_AFTER = 20  # attempts: about a day with the backoff below
+# Mail anyone may ask for by typing an address into a form: bounded, and sent after the
+# mail of people who proved who they are (welcomes, "subscribe again" confirmations), so a
+# flood of sign-ups never starves a real reader's welcome.
+ANONYMOUS = ("signup", "link")
 
 
 @dataclass(frozen=True)
@@ -33,15 +38,41 @@ class Job:
     user_agent: str | None
     subscriber_id: int | None
     attempts: int
+    choices: dict[str, Any] | None = None  # a sign-up's topics and language
 
 
 class MailQueue:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def signup(self, email: str, name: str, ip: str | None, ua: str | None) -> None:
+    def signup(
+        self,
+        email: str,
+        name: str,
+        ip: str | None,
+        ua: str | None,
+        choices: dict[str, Any] | None = None,
+    ) -> None:
         """One INSERT, the same for every address: nothing here depends on who it is."""
-        self._add(kind="signup", email=email, name=name[:200], ip=ip, user_agent=ua)
+        self._add(
+            kind="signup", email=email, name=name[:200], ip=ip, user_agent=ua, choices=choices
+        )
+
+    def link(self, email: str, ip: str | None) -> None:
+        """A preference-page link asked for by address: the same INSERT for anyone."""
+        self._add(kind="link", email=email, ip=ip)
+
+    def anonymous_waiting(self) -> int:
+        """Sign-ups and link requests not yet handled: the bound a flood runs into."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(mail_queue)
+                    .where(mail_queue.c.kind.in_(ANONYMOUS))
+                ).scalar()
+                or 0
+            )
 
     def confirm(self, subscriber_id: int) -> None:
         self._add(kind="confirm", subscriber_id=subscriber_id)
@@ -69,7 +100,7 @@ class MailQueue:
             row = conn.execute(
                 sa.select(mail_queue)
                 .where(sa.or_(mail_queue.c.next_at <= at, mail_queue.c.id.in_(orphans)))
-                .order_by(mail_queue.c.id)
+                .order_by(sa.case((mail_queue.c.kind.in_(ANONYMOUS), 1), else_=0), mail_queue.c.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
             ).first()
@@ -89,6 +120,7 @@ class MailQueue:
             row.user_agent,
             row.subscriber_id,
             row.attempts,
+            row.choices,
         )
 
     def done(self, job: Job) -> None:

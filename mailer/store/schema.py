@@ -46,8 +46,32 @@ subscribers = sa.Table(
     sa.Column("nonce", sa.BigInteger, nullable=False),
     # The one live double opt-in request, if any: consumed by its confirmation.
     sa.Column("confirm_nonce", sa.BigInteger),
+    sa.Column("language", sa.String(35)),  # None: the list's language
+    sa.Column("paused_until", UTC),  # sends skip them until then
+    # What the sign-up form asked for (topics, language), applied on confirmation.
+    sa.Column("requested", sa.JSON(none_as_null=True)),
+    # The last confirmation and preference-link mails: at most one of each a day / an hour.
+    # The queued mail that took each slot: its own retry (after a crash) may still send.
+    sa.Column("confirm_sent_at", UTC),
+    sa.Column("confirm_job", sa.Integer),
+    sa.Column("link_sent_at", UTC),
+    sa.Column("link_job", sa.Integer),
     # No index on status: see migration 0004.
     sqlite_autoincrement=True,  # ids are never reused, on SQLite as on PostgreSQL
+)
+
+# The topics each reader chose. Keyed by topic too: an audience asks "who has topic:ai".
+subscriber_topics = sa.Table(
+    "subscriber_topics",
+    metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("topic", sa.String(64), primary_key=True),
+    sa.Index("ix_subscriber_topics_topic", "topic", "subscriber_id"),
 )
 
 status_changes = sa.Table(
@@ -87,6 +111,7 @@ issues = sa.Table(
     sa.Column("source", sa.String(1000)),  # the issue file, relative to the project
     sa.Column("version", sa.Integer),  # the pinned version the rest of the list gets
     sa.Column("message_nonce", sa.String(32)),  # random part of every Message-ID
+    sa.Column("audience", sa.Text),  # the expression its list was chosen by; None: everyone
     sqlite_autoincrement=True,
 )
 
@@ -107,6 +132,22 @@ issue_versions = sa.Table(
     sa.Column("web_html", sa.Text),  # the web version; none for mail that is not an issue
     sa.Column("archive", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("issue_date", sa.String(40), nullable=False, server_default=""),
+    sa.Column("language", sa.String(35), nullable=False, server_default=""),  # the main's
+)
+
+# The other language editions of a pinned version (issue_versions holds the main one).
+issue_editions = sa.Table(
+    "issue_editions",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("language", sa.String(35), primary_key=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("source", sa.String(1000)),
+    sa.Column("web_html", sa.Text),
 )
 
 # Local images of pinned issues, converted, by content hash: /media/NAME serves them.
@@ -141,6 +182,8 @@ batches = sa.Table(
     sa.Column("provider_message_id", sa.String(200)),
     sa.Column("error", sa.Text),
     sa.Column("updated_at", UTC, nullable=False),
+    # The language edition every recipient in it gets ("": the main one).
+    sa.Column("edition", sa.String(35), nullable=False, server_default=""),
     sa.UniqueConstraint("issue_id", "seq", name="uq_batches_issue_seq"),
     sa.Index("ix_batches_issue_state", "issue_id", "state"),
 )
@@ -185,7 +228,8 @@ mail_queue = sa.Table(
     "mail_queue",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # "signup", "confirm" or "welcome"
+    # "signup", "confirm", "welcome" or "link" (a preference page's link, asked for)
+    sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("email", sa.String(320)),
     sa.Column("name", sa.String(200)),
     sa.Column("ip", sa.String(64)),
@@ -197,7 +241,10 @@ mail_queue = sa.Table(
     sa.Column("last_error", sa.String(300)),
     # host:pid:nonce of the process sending it: another takes over at once if it died
     sa.Column("lease_owner", sa.String(200)),
+    sa.Column("choices", sa.JSON(none_as_null=True)),  # a sign-up's topics and language
     sa.Index("ix_mail_queue_next_at", "next_at"),
+    # ids never reused: a subscriber row names the queued mail that took a slot
+    sqlite_autoincrement=True,
 )
 
 # Messages of the bounce mailbox examined and left there (not a report, too large...), by
@@ -219,4 +266,35 @@ leases = sa.Table(
     sa.Column("name", sa.String(300), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("expires", UTC, nullable=False),
+)
+
+# Proof-of-work challenges already solved once: a solution is good for one sign-up.
+spent_challenges = sa.Table(
+    "spent_challenges",
+    metadata,
+    sa.Column("salt", sa.String(200), primary_key=True),
+    sa.Column("expires", UTC, nullable=False),
+)
+
+# `mailer draft`'s conditional GET: each feed's validators and last body, so a 304 still
+# drafts from what the feed held.
+feed_cache = sa.Table(
+    "feed_cache",
+    metadata,
+    sa.Column("url", sa.String(2000), primary_key=True),
+    sa.Column("etag", sa.String(500)),
+    sa.Column("last_modified", sa.String(100)),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("fetched_at", UTC, nullable=False),
+)
+
+# With count_clicks: each article link of a pinned issue by its number, and how many times
+# its redirect was followed. Per link only: nothing here names a reader.
+issue_links = sa.Table(
+    "issue_links",
+    metadata,
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("clicks", sa.Integer, nullable=False, server_default="0"),
 )

@@ -18,6 +18,7 @@ from mailer import files
 from mailer.config import Settings
 from mailer.content import templates
 from mailer.errors import InputError
+from mailer.languages import display_name
 from mailer.store import Store
 from mailer.store.archive import Published
 
@@ -48,15 +49,17 @@ class Site:
                 "lang": self.settings.language or "en",
                 "newsletter_name": self.settings.display_name,
                 "issues": items,
+                "language_name": lambda tag: language_name(tag),
                 "subscribe_url": f"{self.base}/subscribe" if self.base else "../subscribe",
                 "feed_url": "../feed.xml",
             },
         )
 
-    def issue_page(self, item: Published, relative_media: bool = False) -> str:
-        """The web version as pinned; in a static export its images load from ../../media/."""
+    def issue_page(self, item: Published, relative_media: bool = False, depth: int = 2) -> str:
+        """The web version as pinned; in a static export its images load from ../../media/
+        (an edition's page, a level deeper, from ../../../media/)."""
         if relative_media and self.base:
-            return item.web_html.replace(f"{self.base}/media/", "../../media/")
+            return item.web_html.replace(f"{self.base}/media/", "../" * depth + "media/")
         return item.web_html
 
     def feed(self, items: list[Published]) -> bytes:
@@ -90,6 +93,11 @@ class Site:
         return data
 
 
+def language_name(tag: str) -> str:
+    """A language in its own words (English, 日本語): what its readers look for."""
+    return display_name(tag, tag)
+
+
 def _body(html: str) -> str:
     """The <body> of a web version: a feed reader shows content, not a document."""
     lower = html.lower()
@@ -121,6 +129,11 @@ def export(settings: Settings, store: Store, out: Path) -> list[Path]:
     put("index.html", _redirect("archive/").encode("utf-8"))
     for item in items:
         put(f"archive/{item.slug}/index.html", site.issue_page(item, True).encode("utf-8"))
+        for tag in item.editions:
+            edition = store.archive.issue(item.slug, tag)
+            if edition is not None:
+                page = site.issue_page(edition, True, depth=3).encode("utf-8")
+                put(f"archive/{item.slug}/{tag}/index.html", page)
     put("feed.xml", site.feed(items))
     for name in store.archive.media_names():
         found = store.archive.media(name)

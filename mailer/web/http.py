@@ -9,11 +9,13 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 log = logging.getLogger("mailer.access")
 FORM_LIMIT = 64 * 1024
+MAX_FIELDS = 150  # the preference page: name, language, pause and up to 100 topics
 
 
 class TooLarge(Exception):
@@ -34,8 +36,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_form(request: Request) -> dict[str, str] | None:
-    """Form fields (urlencoded or multipart), or None for anything else or too large."""
+async def read_form(request: Request) -> ImmutableMultiDict[str, str] | None:
+    """Form fields (urlencoded or multipart), or None for anything else or too large.
+    `.get` gives a field's first value, `.getlist` all of them (the topics' checkboxes)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return None
@@ -49,10 +52,33 @@ async def read_form(request: Request) -> dict[str, str] | None:
 
     replayed = Request(request.scope, replay)
     try:
-        form = await replayed.form(max_files=0, max_fields=20)
+        form = await replayed.form(max_files=0, max_fields=MAX_FIELDS)
     except Exception:  # malformed multipart: a 400, never a 500
         return None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    return ImmutableMultiDict([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
+
+
+def negotiate(accept_language: str, offered: tuple[str, ...]) -> str | None:
+    """The offered language a browser's Accept-Language asks for first, if any."""
+    asked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept_language.split(",")[:20]):
+        tag, _, q = part.strip().partition(";q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            continue
+        if tag and weight > 0:
+            asked.append((-weight, i, tag.strip()))
+    lowered = {o.lower(): o for o in offered}
+    for _, _, tag in sorted(asked):
+        t = tag.lower()
+        for candidate in (t, t.split("-")[0]):
+            if candidate in lowered:
+                return lowered[candidate]
+        for o in offered:  # zh-TW asks; zh-CN is offered: the same language first
+            if o.lower().split("-")[0] == t.split("-")[0]:
+                return o
+    return None
 
 
 class RateLimit:

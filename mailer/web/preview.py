@@ -31,8 +31,7 @@ from starlette.routing import Route
 from mailer.compose.build import personalize_for
 from mailer.config import Settings
 from mailer.content import checks
-from mailer.content.issue import load_issue
-from mailer.content.issue_files import ISSUE_SUFFIXES
+from mailer.content.issue_files import ISSUE_SUFFIXES, read_issue
 from mailer.content.media import Media
 from mailer.content.render import Renderer
 from mailer.errors import MailerError
@@ -83,7 +82,7 @@ class Previewer:
         # Local images are served by the preview itself at /media/ (the sent mail links them
         # under base_url, where `mailer serve` answers once the issue is pinned). One
         # renderer, so a photo is converted once, not on every keystroke.
-        self.renderer = Renderer(settings, media_base="/media/")
+        self.renderers: dict[str, Renderer] = {}  # by language: an edition speaks its own
         self.media: dict[str, Media] = {}
 
     def issues(self) -> dict[str, Path]:
@@ -102,9 +101,11 @@ class Previewer:
             return None
         out = Rendered(name)
         try:
-            rendered = self.renderer.render(load_issue(path))
+            issue = read_issue(path)
+            rendered = self.renderer(issue.language).render(issue)
             self.media.update((m.name, m) for m in rendered.media)
-            out.html, out.text, message = personalize_for(self.settings, rendered, self.as_email)
+            settings = self.settings.in_language(issue.language)
+            out.html, out.text, message = personalize_for(settings, rendered, self.as_email)
         except MailerError as e:
             out.error = str(e)
             return out
@@ -119,6 +120,13 @@ class Previewer:
         if checks.too_large(name, out.size):
             out.warnings.append(checks.too_large(name, out.size))
         return out
+
+    def renderer(self, language: str) -> Renderer:
+        found = self.renderers.get(language)
+        if found is None:
+            settings = self.settings.in_language(language)
+            found = self.renderers[language] = Renderer(settings, media_base="/media/")
+        return found
 
     def watched(self) -> list[Path]:
         paths = [self.target]

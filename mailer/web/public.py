@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
+from pathlib import Path
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
 from mailer.content import media
+from mailer.desk.stats import from_store, html_page
 from mailer.web.state import state_of
 
 # The archive: public, cacheable for a few minutes, never framed, never running a script.
@@ -31,7 +42,8 @@ async def archive_index(request: Request) -> Response:
 
 async def archive_issue(request: Request) -> Response:
     st = state_of(request)
-    item = await run_in_threadpool(st.store.archive.issue, request.path_params["slug"])
+    slug, language = request.path_params["slug"], request.path_params.get("language", "")
+    item = await run_in_threadpool(st.store.archive.issue, slug, language)
     if item is None:
         _ = st.pages.gettext
         return st.pages.render(
@@ -62,6 +74,76 @@ async def media_file(request: Request) -> Response:
         "X-Content-Type-Options": "nosniff",
     }
     return Response(data, media_type=kind, headers=headers)
+
+
+async def stats_page(request: Request) -> Response:
+    """`mailer stats --html` live, only with stats_token set and presented (a Bearer token,
+    or ?token=); 404 without the setting, 401 without the token. Nothing on the page is
+    fetched: its CSP allows no request at all."""
+    st = state_of(request)
+    expected = st.settings.stats_token
+    if not expected:
+        return PlainTextResponse("not found", 404)
+    auth = request.headers.get("authorization", "")
+    given = (
+        auth[7:] if auth.lower().startswith("bearer ") else request.query_params.get("token", "")
+    )
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return PlainTextResponse(
+            "stats_token required", 401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    today = dt.datetime.now(dt.UTC).date()
+    numbers = await run_in_threadpool(from_store, st.settings, st.store, today)
+    return HTMLResponse(
+        html_page(st.settings, numbers),
+        headers={
+            "Cache-Control": "no-store",
+            "X-Robots-Tag": "noindex, nofollow",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "frame-ancestors 'none'",
+        },
+    )
+
+
+async def follow_link(request: Request) -> Response:
+    """A counted link (count_clicks): one more for that link, then 302 to it. Only a link
+    the issue had: anything forged, altered or unknown is a 404, never an open redirect."""
+    st = state_of(request)
+    ids = st.clicks.unsign(request.path_params["token"], 2)
+    url = await run_in_threadpool(st.store.links.follow, *ids) if ids else None
+    if url is None:
+        return PlainTextResponse("not found", 404)
+    return RedirectResponse(
+        url, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "origin"}
+    )
+
+
+async def challenge(request: Request) -> Response:
+    """A fresh proof-of-work challenge for a sign-up form on another site (`mailer form`)."""
+    st = state_of(request)
+    if not st.pow.on:
+        return PlainTextResponse("not found", 404)
+    return JSONResponse(
+        st.pow.new(),
+        headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+ALTCHA_JS = Path(__file__).parent / "static" / "altcha.js"
+
+
+async def altcha_js(request: Request) -> Response:
+    """The ALTCHA widget, vendored (static/README.md): served here, fetched from nowhere."""
+    return Response(
+        ALTCHA_JS.read_bytes(),
+        media_type="text/javascript; charset=utf-8",
+        headers={
+            "Cache-Control": "public, max-age=86400",
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 async def healthz(request: Request) -> Response:

@@ -22,9 +22,10 @@ from mailer.feedback.apply import Rules
 from mailer.feedback.mailbox import fetch
 from mailer.sending.outbound import Outbound
 from mailer.store import Store
-from mailer.tokens import confirm_signer, resubscribe_signer, unsubscribe_signer
-from mailer.web import public, subscription
+from mailer.tokens import click_signer, confirm_signer, resubscribe_signer, unsubscribe_signer
+from mailer.web import preferences, public, subscription
 from mailer.web.archive import Site
+from mailer.web.challenge import ProofOfWork
 from mailer.web.http import AccessLog, RateLimit, log
 from mailer.web.pages import Pages
 from mailer.web.state import ServeState
@@ -39,6 +40,14 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
         Route("/healthz", public.healthz, name="healthz"),
         Route("/u/{token}", subscription.unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", subscription.unsubscribe, methods=["POST"]),
+        Route("/u/{token}/preferences", preferences.preferences_page, methods=["GET"]),
+        Route("/u/{token}/preferences", preferences.preferences_post, methods=["POST"]),
+        Route("/manage", preferences.manage_page, methods=["GET"]),
+        Route("/manage", preferences.manage_post, methods=["POST"]),
+        Route("/altcha/challenge", public.challenge, methods=["GET"]),
+        Route("/altcha.js", public.altcha_js, methods=["GET"]),
+        Route("/l/{token}", public.follow_link, methods=["GET"]),
+        Route("/stats", public.stats_page, methods=["GET"]),
         Route("/resubscribe/{token}", subscription.resubscribe, methods=["POST"]),
         Route("/subscribe", subscription.subscribe_page, methods=["GET"]),
         Route("/subscribe", subscription.subscribe, methods=["POST"]),
@@ -49,6 +58,8 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
         Route("/archive/", public.archive_index, methods=["GET"]),
         Route("/archive/{slug}", public.to_slash, methods=["GET"]),
         Route("/archive/{slug}/", public.archive_issue, methods=["GET"]),
+        Route("/archive/{slug}/{language}", public.to_slash, methods=["GET"]),
+        Route("/archive/{slug}/{language}/", public.archive_issue, methods=["GET"]),
         Route("/feed.xml", public.feed, methods=["GET"]),
         Route("/media/{name}", public.media_file, methods=["GET"]),
     ]
@@ -65,6 +76,8 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
         ingest=concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="webhook"),
         outbound=Outbound(settings, store),
         site=Site.of(settings),
+        pow=ProofOfWork(settings.secret_key, settings.signup_proof_of_work, store),
+        clicks=click_signer(settings.secret_key),
     )
 
     stopping = threading.Event()
@@ -98,6 +111,12 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.mailer = state
+    if settings.trusted_proxies:
+        # uvicorn's own: the client is the rightmost X-Forwarded-For hop that is not one
+        # of these proxies. Without the setting the header is ignored: anyone can send it.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     app.add_middleware(AccessLog)
     return app
 

@@ -16,6 +16,7 @@ from mailer.store import Store
 from mailer.store.subscribers import Subscriber
 from mailer.tokens import TokenSigner
 from mailer.web.archive import Site
+from mailer.web.challenge import ProofOfWork
 from mailer.web.http import RateLimit
 from mailer.web.pages import Pages
 
@@ -39,6 +40,8 @@ class ServeState:
     ingest: concurrent.futures.ThreadPoolExecutor
     outbound: Outbound  # sends the confirmations the pages promise, after the response
     site: Site  # the archive's pages and feed
+    pow: ProofOfWork  # the sign-up form's challenge
+    clicks: TokenSigner  # counted links' tokens
 
 
 def state_of(request: Request) -> ServeState:

@@ -1,0 +1,1 @@
+"""The writer's desk: drafts from sources, the numbers, and guard rails before a send."""
