@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from mailer.config import Settings, load_settings
 from mailer.content.issue import load_issue
+from mailer.errors import InputError
 from mailer.schedule import cadence as schedule
 from mailer.store import open_store
 from mailer.web.serve import create_app
@@ -272,6 +273,147 @@ def test_a_bad_local_image_is_one_line_naming_it(
     assert r.exit_code == 1
     assert f"{project}/issues/x.md:5: image img/{name}:" in r.output and message in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def _gif_with_xmp(path: Path) -> Path:
+    """An animated GIF with a comment and an XMP application block carrying a position."""
+    frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    out = BytesIO()
+    frames[0].save(
+        out,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=[70, 80, 90],
+        loop=0,
+        comment=b"SecretComment",
+    )
+    data = out.getvalue()
+    xmp = b"<x:xmpmeta><exif:GPSLatitude>39,54N</exif:GPSLatitude></x:xmpmeta>"
+    block = b"!\xff\x0bXMP DataXMP" + bytes([len(xmp)]) + xmp + b"\x00"
+    at = data.index(b"!\xff\x0bNETSCAPE2.0")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[:at] + block + data[at:])
+    return path
+
+
+def _carriers(folder: Path) -> dict[str, Path]:
+    """One image of each format carrying each metadata kind its format can hold."""
+    from PIL import PngImagePlugin
+
+    folder.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"
+    exif[0x8825] = {2: (39.0, 54.0, 0.0)}
+    xmp = b"<x:xmpmeta>SecretXmp GPSLatitude</x:xmpmeta>"
+    jpeg = folder / "com.jpg"
+    Image.new("RGB", (50, 40), (9, 9, 9)).save(
+        jpeg, exif=exif.tobytes(), comment=b"SecretComment", xmp=xmp
+    )
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "SecretComment")
+    info.add_itxt("XML:com.adobe.xmp", "SecretXmp GPSLatitude")
+    info.add_text("Author", "SecretAuthor", zip=True)
+    png = folder / "text.png"
+    Image.new("RGBA", (50, 40), (9, 9, 9, 100)).save(png, pnginfo=info, exif=exif.tobytes())
+    still = folder / "still.gif"
+    Image.new("P", (50, 40), 3).save(still, comment=b"SecretComment")
+    webp = folder / "photo.webp"
+    Image.new("RGB", (50, 40), (9, 9, 9)).save(webp, exif=exif.tobytes(), xmp=xmp)
+    return {
+        "jpeg": jpeg,
+        "png": png,
+        "gif": still,
+        "animated gif": _gif_with_xmp(folder / "moving.gif"),
+        "webp": webp,
+    }
+
+
+def test_every_metadata_kind_is_stripped_from_every_format(tmp_path: Path) -> None:
+    from mailer.content import media
+
+    for kind, path in _carriers(tmp_path / "img").items():
+        original = path.read_bytes()
+        assert b"Secret" in original or kind == "png", kind  # the PNG's text is compressed
+        m = media.load(path.name, path.parent, "x.md:1")
+        assert b"Secret" not in m.data and b"GPS" not in m.data, kind
+        img = Image.open(BytesIO(m.data))
+        assert not img.getexif(), kind
+        assert not {"comment", "xmp", "XML:com.adobe.xmp", "Comment", "Author", "exif"} & set(
+            img.info
+        ), (kind, img.info.keys())
+        if kind == "animated gif":
+            assert getattr(img, "n_frames", 1) == 3  # still moving, with its timing
+            durations = []
+            for i in range(3):
+                img.seek(i)
+                durations.append(img.info["duration"])
+            assert durations == [70, 80, 90]
+
+
+def test_an_icc_profile_survives_stripping(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    from mailer.content import media
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (50, 40)).save(tmp_path / "c.jpg", icc_profile=icc, comment=b"SecretC")
+    m = media.load("c.jpg", tmp_path, "x.md:1")
+    assert Image.open(BytesIO(m.data)).info.get("icc_profile") == icc
+    assert b"SecretC" not in m.data
+
+
+def test_an_animation_too_large_in_all_is_refused(tmp_path: Path) -> None:
+    from mailer.content import media
+
+    frames = [Image.new("RGB", (2000, 2000), (i * 15, 0, 0)) for i in range(14)]  # 56 M px
+    frames[0].save(tmp_path / "long.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputError, match="more than 50,000,000 pixels in all"):
+        media.load("long.gif", tmp_path, "x.md:1")
+
+
+def _sources(project: Path, tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """Image sources that must not be read, by what they are: (src, expected message)."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir(exist_ok=True)
+    Image.new("RGB", (10, 10)).save(outside / "secret.png")
+    img = project / "issues" / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    (img / "link.png").symlink_to(outside / "secret.png")
+    (img / "zero.png").symlink_to("/dev/zero")
+    (img / "dir.png").mkdir()
+    os.mkfifo(img / "pipe.png")
+    return {
+        "absolute outside": (str(outside / "secret.png"), "outside the project"),
+        "dot-dot": ("../../elsewhere/secret.png", "outside the project"),
+        "encoded dot-dot": ("..%2F..%2Felsewhere%2Fsecret.png", "outside the project"),
+        "symlink out": ("img/link.png", "outside the project"),
+        "device": ("/dev/zero", "outside the project"),
+        "symlink to a device": ("img/zero.png", "outside the project"),
+        "proc": ("/proc/self/environ", "outside the project"),
+        "named pipe": ("img/pipe.png", "not a regular file"),
+        "directory": ("img/dir.png", "is a directory"),
+    }
+
+
+def test_only_regular_files_inside_the_project_are_read(
+    run: Cli, project: Path, tmp_path: Path
+) -> None:
+    sources = _sources(project, tmp_path)
+    for kind, (src, message) in sources.items():
+        write(project / "issues" / "x.md", f"# X\n\nText\n\n![chart]({src})\n")
+        r = run("build", str(project / "issues/x.md"))
+        assert r.exit_code == 1, (kind, r.output)
+        assert message in r.output, (kind, r.output)
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, kind
+    # Inside the project is fine, by a relative path, an absolute one, or a symlink that
+    # stays inside.
+    Image.new("RGB", (10, 10)).save(project / "logo.png")
+    (project / "issues" / "img" / "inside.png").symlink_to(project / "logo.png")
+    for src in ("../logo.png", str(project / "logo.png"), "img/inside.png"):
+        write(project / "issues" / "x.md", f"# X\n\nText\n\n![logo]({src})\n")
+        r = run("build", str(project / "issues/x.md"))
+        assert r.exit_code == 0, (src, r.output)
 
 
 # -- the archive, feed and media through uvicorn and Chromium -----------------------------

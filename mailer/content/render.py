@@ -119,7 +119,7 @@ class Renderer:
             key = None
         if key is not None and key in self._converted:
             return self._converted[key]
-        m = media.load(src, issue_dir, where)
+        m = media.load(src, issue_dir, where, roots=(self.settings.project,))
         if key is not None:
             self._converted[key] = m
         return m
