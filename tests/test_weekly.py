@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from mailer.config import Settings, load_settings
 from mailer.content.issue import load_issue
-from mailer.errors import InputError
+from mailer.errors import ConfigError, InputError
 from mailer.schedule import cadence as schedule
 from mailer.store import open_store
 from mailer.web.serve import create_app
@@ -688,6 +688,81 @@ def test_a_project_overrides_a_string_and_adds_a_language(project: Path, run: Cl
     (project / "locale" / "fr.po").write_text('msgid "x\n', encoding="utf-8")
     code, output = build("fr")
     assert code == 1 and "fr.po: not a readable .po catalog" in output
+
+
+def _catalog(project: Path, lang: str, entries: dict[str, str], header: str = "") -> Path:
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    cat = Catalog(locale=lang)
+    for k, v in entries.items():
+        cat.add(k, v)
+    (project / "locale").mkdir(exist_ok=True)
+    path = project / "locale" / f"{lang}.po"
+    with path.open("wb") as f:
+        write_po(f, cat)
+    if header:
+        text = path.read_text(encoding="utf-8")
+        text = re.sub(r'"Plural-Forms: [^"]*"', f'"Plural-Forms: {header}\\\\n"', text)
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+SUBJECT = "Confirm your subscription to %(newsletter)s"
+
+
+@pytest.mark.parametrize(
+    ("entries", "header"),
+    [
+        ({SUBJECT: "Confirmez votre abonnement"}, ""),  # a value left out
+        ({SUBJECT: "Confirmez %(newsleter)s"}, ""),  # misspelt
+        ({SUBJECT: "Confirmez %(newsletter)s %(email)s"}, ""),  # one more
+        ({SUBJECT: "Confirmez %(newsletter)d"}, ""),  # another conversion
+        ({SUBJECT: "Confirmez %s"}, ""),  # positional for named
+        ({"Pause for %(n)d week(s)": "Pause %(n)d %(n)d %s"}, ""),
+        ({}, "nplurals=2; plural=(n !=;"),  # broken plural expression
+        ({}, "nplurals=x; plural=n"),
+        ({}, "nplurals=2; plural=__import__('os')"),
+    ],
+)
+def test_a_bad_project_catalog_is_one_line_naming_it(
+    project: Path, run: Cli, entries: dict[str, str], header: str
+) -> None:
+    path = _catalog(project, "fr", entries, header)
+    issue_file = str(project / "issues/2026-11-20-weekly.md")
+    r = run("--set", "language=fr", "build", issue_file, "-o", str(project / "build"))
+    assert r.exit_code == 1, r.output
+    assert f"Error: {path}" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert "Traceback" not in r.output
+    # mailer serve reads every offered language's catalog at start, not on a reader's visit.
+    settings = load_settings(project, {"language": "fr"})
+    with open_store(settings) as store, pytest.raises(ConfigError, match=re.escape(str(path))):
+        create_app(settings, store, background=False)
+
+
+def test_a_catalog_cannot_put_markup_into_mail_or_pages(project: Path, run: Cli) -> None:
+    script = "</title><script>alert(1)</script>"
+    _catalog(
+        project,
+        "fr",
+        {
+            "View in browser": f"Voir {script}",
+            "Link not valid": f"Lien {script}",
+            "Confirm your subscription to %(newsletter)s": f"{script} %(newsletter)s",
+        },
+    )
+    issue_file = str(project / "issues/2026-11-20-weekly.md")
+    r = run("--set", "language=fr", "build", issue_file, "-o", str(project / "build"))
+    assert r.exit_code == 0, r.output
+    html = (project / "build" / "2026-11-20-weekly.html").read_text()
+    text = (project / "build" / "2026-11-20-weekly.txt").read_text()
+    assert "<script>" not in html and "Voir &lt;/title&gt;&lt;script&gt;" in html
+    assert f"Voir {script}" in text  # plain text is text: shown as written
+    settings = load_settings(project, {"language": "fr"})
+    with open_store(settings) as store:
+        page = TestClient(create_app(settings, store, background=False)).get("/u/forged.x.y")
+    assert page.status_code == 404
+    assert "<script>" not in page.text and "Lien &lt;/title&gt;&lt;script&gt;" in page.text
 
 
 def test_every_string_has_a_chinese_translation() -> None:

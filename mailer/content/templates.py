@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jinja2
 
-from mailer.content.i18n import translations
+from mailer.content.i18n import install, translations
 from mailer.errors import TemplateError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def environment(project: Path | None, language: str = "en") -> jinja2.Environmen
         keep_trailing_newline=True,
         auto_reload=True,
     )
-    env.install_gettext_translations(translations(language, project), newstyle=True)  # type: ignore[attr-defined]
+    install(env, translations(language, project))
     return env
 
 

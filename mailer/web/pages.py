@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse
 
 from mailer.config import Settings
 from mailer.content import templates
-from mailer.content.i18n import translations
+from mailer.content.i18n import install, translations
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -62,7 +62,7 @@ class Pages:
             undefined=jinja2.StrictUndefined,
         )
         gettext = translations(self.language, settings.project)
-        self.env.install_gettext_translations(gettext, newstyle=True)  # type: ignore[attr-defined]
+        install(self.env, gettext)
         self.gettext = gettext.gettext
         self._others: dict[str, Pages] = {}
 

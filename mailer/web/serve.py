@@ -63,10 +63,13 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
         Route("/feed.xml", public.feed, methods=["GET"]),
         Route("/media/{name}", public.media_file, methods=["GET"]),
     ]
+    pages = Pages(settings)
+    for language in settings.offered_languages:
+        pages.of(language)  # every catalog read (and checked) now, not on some reader's visit
     state = ServeState(
         settings=settings,
         store=store,
-        pages=Pages(settings),
+        pages=pages,
         unsub=unsubscribe_signer(settings.secret_key),
         resub=resubscribe_signer(settings.secret_key),
         confirm=confirm_signer(settings.secret_key),
