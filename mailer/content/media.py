@@ -88,7 +88,11 @@ def _read_inside(path: Path, roots: tuple[Path, ...], label: str) -> bytes:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        what = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device or a pipe)"
+        what = (
+            "is a directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "not a regular file (a device or a pipe)"
+        )
         raise InputError(f"{label}: {what}, not an image file")
     if st.st_size > MAX_FILE:
         os.close(fd)
