@@ -149,6 +149,75 @@ def test_at_writes_front_matter_and_due_sends_once(run: Cli, project: Path) -> N
     assert re.search(r"sent\s+2026-11-02T09:00\+08:00\s+issues/2026-11-20-weekly.md", r.output)
 
 
+@pytest.mark.parametrize("at", ["", " ", "\t"])
+def test_at_without_a_time_is_one_line(run: Cli, at: str) -> None:
+    r = run("send", "issues/2026-11-20-weekly.md", "--at", at)
+    assert r.exit_code == 1 and "--at" in r.output and "2026-11-27T09:00:00" in r.output, r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "send_at: 2026-11-01T09:00:00+08:00\nsend_at: 2026-12-01T09:00:00+08:00\n",
+        "subject: One\nsubject: Two\n",
+        "slug: a\ndate: 2026-11-01\nslug: b\n",
+        "archive: true\narchive: false\n",
+    ],
+)
+def test_a_field_given_twice_is_refused_everywhere(run: Cli, project: Path, front: str) -> None:
+    path = write(project / "issues" / "twice.md", f"---\n{front}---\n# Twice\n\nText.\n")
+    key = front.split(":")[0]
+    for args in (("build", str(path)), ("send", str(path), "--at", "2026-11-30T09:00:00Z")):
+        r = run(*args)
+        assert r.exit_code == 1, (args, r.output)
+        assert f"{key!r} is given twice" in r.output and "Traceback" not in r.output, r.output
+    assert path.read_text(encoding="utf-8").count(key + ":") == 2  # nothing written
+    r = run("schedule")
+    assert "broken" in r.output and "given twice" in r.output
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("date", "__MAILER_UNSUBSCRIBE_URL__"),
+        ("date", "2026-11-01 __MAILER_EMAIL__"),
+        ("subject", "Hi __MAILER_NAME__"),
+        ("preheader", "__MAILER_UNSUBSCRIBE_URL__"),
+        ("audience", "topic:__MAILER_X__"),
+        ("slug", "__MAILER_EMAIL__"),
+    ],
+)
+def test_no_front_matter_field_carries_a_reserved_placeholder(
+    run: Cli, project: Path, field: str, value: str
+) -> None:
+    path = write(project / "issues" / "p.md", f"---\n{field}: {value}\n---\n# P\n\nText.\n")
+    r = run("build", str(path))
+    assert r.exit_code == 1, r.output
+    assert f"{path}: {field}: contains the reserved text" in r.output, r.output
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("nl", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("front", [True, False])
+def test_scheduling_keeps_the_files_bom_and_line_endings(
+    run: Cli, project: Path, bom: bytes, nl: bytes, front: bool
+) -> None:
+    lines = [b"---", b"date: 2026-11-30", b"---"] if front else []
+    lines += [b"# Kept", b"", "周报 text.".encode(), b""]
+    path = project / "issues" / "kept.md"
+    path.write_bytes(bom + nl.join(lines))
+    for when in ("2026-11-30T09:00:00+00:00", "2026-12-01T09:00:00+00:00"):  # add, replace
+        r = run("send", str(path), "--at", when)
+        assert r.exit_code == 0, r.output
+        data = path.read_bytes()
+        assert data.startswith(bom) and not data[len(bom) :].startswith(b"\xef\xbb\xbf")
+        body = data[len(bom) :]
+        assert body.count(b"\n") == body.count(nl) and b"\r\r" not in body  # one style
+        assert body.count(b"send_at:") == 1 and when.encode() in body
+        assert body.endswith(nl.join(lines[-4:]))  # the rest as written
+
+
 def test_due_is_quiet_when_nothing_is_due(run: Cli) -> None:
     r = run("send", "--due")
     assert (r.exit_code, r.output) == (0, "")

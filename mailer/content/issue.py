@@ -7,6 +7,7 @@ import hashlib
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 from markdown_it.token import Token
 
@@ -170,7 +171,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, object], str]:
     import yaml  # only issues with front matter pay for it
 
     try:
-        meta = yaml.safe_load(m.group(1)) or {}
+        meta = yaml.load(m.group(1), Loader=_unique_keys_loader()) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 2}" if mark is not None else ""
@@ -184,7 +185,34 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, object], str]:
             f"{path}: unknown front matter field {unknown[0]!r}; use subject, preheader, "
             "date, slug, send_at, archive, audience, language"
         )
+    for k, v in meta.items():
+        # No field may carry the text mailer fills in per reader: one rule for every field.
+        reject_reserved(str(v), f"{path}: {k}")
     return {str(k): v for k, v in meta.items()}, text[m.end() :]
+
+
+def _unique_keys_loader() -> type:
+    """YAML's safe loader, refusing a key given twice (YAML would keep the last silently:
+    a file with two send_at lines would say one time and be sent at another)."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class says so
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is given twice", key_node.start_mark
+                    )
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
 
 
 def _first_heading(tokens: list[Token]) -> str:
@@ -242,24 +270,28 @@ def _date(value: object, path: Path) -> str:
 
 def set_send_at(path: Path, when: dt.datetime) -> None:
     """Write `send_at:` into the issue's front matter (adding front matter if it has none),
-    leaving every other line as the writer wrote it. Atomic: a crash leaves the old file."""
+    leaving every other line as the writer wrote it, BOM and line endings included.
+    Atomic: a crash leaves the old file."""
 
     text = read_text(path, "issue file")
+    bom = "\ufeff" if path.read_bytes()[:3] == b"\xef\xbb\xbf" else ""
+    nl = "\r\n" if "\r\n" in text else "\n"
     line = f'send_at: "{when.isoformat()}"'
     m = FRONT_MATTER.match(text)
     if m is None:
-        new = f"---\n{line}\n---\n{text}"
+        new = f"---{nl}{line}{nl}---{nl}{text}"
     else:
         block = m.group(1)
-        existing = re.compile(r"^send_at[ \t]*:.*$", re.M)
+        existing = re.compile(r"^send_at[ \t]*:[^\r\n]*", re.M)
         if existing.search(block):
+            # One at most: parse_issue refuses a second, so the line replaced is the one read.
             block = existing.sub(line.replace("\\", "\\\\"), block, count=1)
         else:
-            block = block + ("" if block.endswith("\n") or not block else "\n") + line + "\n"
+            block = block + ("" if block.endswith("\n") or not block else nl) + line + nl
         new = text[: m.start(1)] + block + text[m.end(1) :]
     parse_issue(new, path)  # never write a file that would no longer parse
     try:
         with files.atomic(path, "w", encoding="utf-8", newline="") as f:
-            f.write(new)
+            f.write(bom + new)
     except OSError as e:
         raise InputError(f"{path}: cannot write send_at into it ({e.strerror or e})") from None

@@ -82,7 +82,8 @@ def resolve(when: dt.datetime | None, settings: Settings, where: str) -> dt.date
 def parse_at(text: str, settings: Settings) -> dt.datetime:
     """`--at WHEN`: ISO 8601, with an offset or in the timezone setting."""
     when = resolve(parse_when(text, "--at"), settings, "--at")
-    assert when is not None  # parse_when refuses an empty value before this
+    if when is None:  # parse_when reads "" as "not scheduled"; --at must name a time
+        raise InputError("--at needs a time; write e.g. --at 2026-11-27T09:00:00+08:00")
     return when
 
 
