@@ -20,12 +20,13 @@ from mailer import addresses, languages
 from mailer.audience import TOPIC_KEY
 from mailer.errors import ConfigError
 from mailer.models import FeedSource, Topic
-from mailer.text import is_one_line
+from mailer.text import is_one_line, text_problem
 
 CONFIG_FILE = "mailer.toml"
 
 # Where a value may also come from outside the MAILER_ namespace (SendGrid's own convention).
 EXTRA_ENV = {"sendgrid_api_key": "SENDGRID_API_KEY"}
+MULTILINE = frozenset({"dkim_private_key", "sendgrid_webhook_public_key"})  # PEM text
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,13 @@ def load_settings(
             raw, source = toml[key], CONFIG_FILE
         else:
             continue
-        values[key] = _coerce(key, raw, kind, source)
+        value = _coerce(key, raw, kind, source)
+        # One rule for every text setting, before its own: text it can show, in one line.
+        for item in value if isinstance(value, tuple) else (value,):
+            problem = text_problem(item, lines=key in MULTILINE) if isinstance(item, str) else None
+            if problem is not None:
+                raise ConfigError(f"setting {key} from {source} {problem}; remove it")
+        values[key] = value
         sources[key] = source
     for key, value in list(values.items()):
         rule = RULES.get(key)
@@ -289,7 +296,7 @@ def _address(value: str) -> str:
         raise ValueError(f"is not one email address ({e})") from None
 
 
-def _url(value: str) -> str:
+def _url(value: str, query: bool = False) -> str:
     """An absolute http(s) URL without credentials, query or fragment; an IDN host becomes
     its ASCII (punycode) form, since it goes into mail headers."""
     if not value:
@@ -300,7 +307,7 @@ def _url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
-    if parts.username or parts.password or parts.query or parts.fragment:
+    if parts.username or parts.password or (parts.query and not query) or parts.fragment:
         raise ValueError("must not carry a user, a query or a fragment")
     try:
         host = parts.hostname.encode("idna").decode("ascii")
@@ -310,7 +317,37 @@ def _url(value: str) -> str:
     netloc = host if port is None else f"{host}:{port}"
     if not parts.path.isascii():
         raise ValueError("must be ASCII after the host (percent-encode the path)")
+    bad = next((c for c in parts.path + parts.query if c not in _URL_CHARS), None)
+    if bad is not None:  # "<", ">" or '"' would end List-Unsubscribe's <...> or an attribute
+        raise ValueError(f"holds {bad!r}, which a URL cannot carry (percent-encode it)")
+    if parts.query:
+        return f"{parts.scheme}://{netloc}{parts.path}?{parts.query}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+# RFC 3986's unreserved and reserved characters, and % for escapes.
+_URL_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%"
+)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+
+
+def domain_name(value: str) -> str:
+    """A domain for DKIM's d=: LDH labels (an IDN becomes punycode), at most 253 characters."""
+    try:
+        ascii_name = value.strip().rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError("is not a domain name") from None
+    if len(ascii_name) > 253 or not re.fullmatch(rf"{_LABEL}(?:\.{_LABEL})+", ascii_name):
+        raise ValueError("is not a domain name (letters, digits, '-' and dots, e.g. example.com)")
+    return ascii_name.lower()
+
+
+def dkim_selector(value: str) -> str:
+    """A selector (RFC 6376 §3.1): dot-separated labels of letters, digits and '-'."""
+    if not re.fullmatch(rf"{_LABEL}(?:\.{_LABEL})*", value) or len(value) > 253:
+        raise ValueError("must be DNS labels: letters, digits and '-', dot-separated")
+    return value
 
 
 def _imap_url(value: str) -> str:
@@ -493,7 +530,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "timezone": _timezone,
     "max_lateness": _between(0, 366 * 86400),
     "soft_bounce_limit": _between(1, 100),
-    "dkim_domain": lambda v: _one_line(v).encode("idna").decode("ascii") if v else v,
+    "dkim_domain": lambda v: domain_name(v) if v else v,
     "accent_color": lambda v: (
         v if re.fullmatch(r"#[0-9A-Fa-f]{6}", v) else _fail("must be #RRGGBB")
     ),
@@ -503,12 +540,10 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "web_font": lambda v: (
         v if re.fullmatch(r"[A-Za-z0-9 _-]*", v) else _fail("must be a font family name")
     ),
-    "web_font_url": lambda v: (
-        v if not v or _url(v).startswith("https://") else _fail("must be https://")
+    "web_font_url": lambda v: (  # a stylesheet URL: Google Fonts' css2 needs its query
+        v if not v or _url(v, query=True).startswith("https://") else _fail("must be https://")
     ),
-    "dkim_selector": lambda v: (
-        v if re.fullmatch(r"[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", v) else _fail("must be a DNS label")
-    ),
+    "dkim_selector": lambda v: dkim_selector(v) if v else v,
 }
 EXAMPLES = {
     "from_email": '"news@example.com"',

@@ -16,9 +16,28 @@ STRAY_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # sequences that set the title or forge lines) and bidirectional overrides.
 _TERMINAL = re.compile(f"[{_CONTROLS}\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
+# Code points that are not characters: surrogates (from undecodable bytes in the
+# environment) and Unicode's noncharacters (U+FDD0..U+FDEF and the last two of each plane),
+# which XML and MJML refuse and no text needs.
+NONCHARACTER = re.compile(
+    "[\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" for p in range(17))
+    + "]"
+)
+
 
 def is_one_line(value: str) -> bool:
     return LINE_BREAKING.search(value) is None
+
+
+def text_problem(value: str, lines: bool = False) -> str | None:
+    """Why `value` is not text a setting may hold (one line, or `lines` of it), or None."""
+    m = (STRAY_CONTROL if lines else LINE_BREAKING).search(value) or NONCHARACTER.search(value)
+    if m is None:
+        return None
+    c = m.group()[0]
+    kind = "a line break or control character" if m.re is not NONCHARACTER else "a noncharacter"
+    return f"contains U+{ord(c):04X} ({kind}) at character {m.start() + 1}"
 
 
 def clean_text(value: str) -> str:

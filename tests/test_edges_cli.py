@@ -48,7 +48,7 @@ def one_line_error(r, starts: str) -> None:  # type: ignore[no-untyped-def]
         (
             "base_url",
             "https://x.example\r\nBcc: all@evil.example",
-            "setting base_url from the command line contains a line break",
+            "setting base_url from the command line contains U+000D (a line break",
         ),
         (
             "base_url",
@@ -90,9 +90,98 @@ def one_line_error(r, starts: str) -> None:  # type: ignore[no-untyped-def]
         (
             "from_name",
             "News\nBcc: x@example.com",
-            "setting from_name from the command line contains a line break",
+            "setting from_name from the command line contains U+000A (a line break",
         ),
         ("language", "zh_CN; x", "setting language from the command line must be a language tag"),
+        (
+            "postal_address",
+            "1 Main St\x01",
+            "setting postal_address from the command line contains U+0001",
+        ),
+        (
+            "postal_address",
+            "1 Main\x0bSt",
+            "setting postal_address from the command line contains U+000B",
+        ),
+        (
+            "postal_address",
+            "1 Main\x0cSt",
+            "setting postal_address from the command line contains U+000C",
+        ),
+        (
+            "newsletter_name",
+            "News\ufffe",
+            "setting newsletter_name from the command line contains U+FFFE (a noncharacter)",
+        ),
+        (
+            "from_name",
+            "News\U0010ffff",
+            "setting from_name from the command line contains U+10FFFF",
+        ),
+        ("from_name", "News\ufdd0", "setting from_name from the command line contains U+FDD0"),
+        (
+            "smtp_password",
+            "pa\x1bss",
+            "setting smtp_password from the command line contains U+001B",
+        ),
+        (
+            "dkim_private_key",
+            "-----BEGIN\x00",
+            "setting dkim_private_key from the command line contains U+0000",
+        ),
+        ("languages", "en,zh-CN\x01", "setting languages from the command line contains U+0001"),
+        (
+            "base_url",
+            "https://news.example.com/a>b",
+            "setting base_url from the command line holds '>'",
+        ),
+        (
+            "base_url",
+            "https://news.example.com/a<b",
+            "setting base_url from the command line holds '<'",
+        ),
+        (
+            "base_url",
+            'https://news.example.com/"x',
+            "setting base_url from the command line holds '\"'",
+        ),
+        (
+            "base_url",
+            "https://news.example.com/{x}",
+            "setting base_url from the command line holds '{'",
+        ),
+        (
+            "base_url",
+            "https://news.example.com/a\\b",
+            "setting base_url from the command line holds '\\\\'",
+        ),
+        (
+            "base_url",
+            "https://news.example.com/a`b",
+            "setting base_url from the command line holds '`'",
+        ),
+        (
+            "logo_url",
+            "https://news.example.com/a>.png",
+            "setting logo_url from the command line holds '>'",
+        ),
+        (
+            "dkim_domain",
+            "exa mple.com",
+            "setting dkim_domain from the command line is not a domain name",
+        ),
+        (
+            "dkim_domain",
+            "example.com;x=y",
+            "setting dkim_domain from the command line is not a domain name",
+        ),
+        (
+            "dkim_domain",
+            "localhost",
+            "setting dkim_domain from the command line is not a domain name",
+        ),
+        ("dkim_selector", "a;b", "setting dkim_selector from the command line must be DNS labels"),
+        ("dkim_selector", "-a", "setting dkim_selector from the command line must be DNS labels"),
         ("provder", "smtp", "--set: unknown setting 'provder'; did you mean 'provider'?"),
     ],
 )
@@ -379,6 +468,32 @@ def test_any_csv_bytes_import_or_fail_in_one_line(
         assert store.subscribers.count() == r.added
 
 
+def test_a_surrogate_from_the_environment_is_one_line(tmp_path: Path) -> None:
+    # Undecodable bytes in an environment variable arrive as lone surrogates.
+    bad = b"News \xff".decode("utf-8", "surrogateescape")
+    with pytest.raises(
+        ConfigError, match=r"^setting newsletter_name from MAILER_NEWSLETTER_NAME contains U\+DCFF"
+    ):
+        load_settings(tmp_path, environ={"MAILER_NEWSLETTER_NAME": bad})
+
+
+TEXT_KEYS = ["postal_address", "newsletter_name", "from_name", "list_id", "reply_to"]
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(key=st.sampled_from(TEXT_KEYS), value=st.text(max_size=30))
+def test_a_text_setting_that_loads_renders(key: str, value: str) -> None:
+    """Whatever a text setting holds is refused at load or renders: never an MJML error."""
+    base = {"image_size_timeout": 0, "postal_address": "1 Main St"}
+    try:
+        settings = load_settings(Path("/nonexistent-project"), {**base, key: value}, environ={})
+    except ConfigError as e:
+        assert str(e).startswith(f"setting {key} from the command line ") and "\n" not in str(e)
+        return
+    issue = parse_issue("# Hello\n\nText.\n", Path("x.md"))
+    Renderer(settings).render(issue, web=True)
+
+
 SETTING_KEYS = [
     "base_url",
     "from_email",
@@ -524,3 +639,9 @@ def _accepts(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_web_font_url_keeps_its_query(tmp_path: Path) -> None:
+    url = "https://fonts.googleapis.com/css2?family=Inter:wght@400;700&display=swap"
+    settings = load_settings(tmp_path, {"web_font": "Inter", "web_font_url": url}, environ={})
+    assert settings.web_font_url == url

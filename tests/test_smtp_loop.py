@@ -263,6 +263,62 @@ def test_dkim_over_smtp_and_bad_keys_are_one_line(
     ).output.startswith(f"Error: {project / 'dkim.pem'} exists already")
 
 
+@pytest.mark.parametrize("kind", ["ed25519", "ec", "dsa"])
+def test_a_key_mailer_cannot_sign_with_stops_every_send_before_anyone(
+    run: Cli, project: Path, smtp: SmtpServer, kind: str
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
+
+    key = {
+        "ed25519": lambda: ed25519.Ed25519PrivateKey.generate(),
+        "ec": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "dsa": lambda: dsa.generate_private_key(2048),
+    }[kind]()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (project / "other.pem").write_bytes(pem)
+    run("subscribers", "add", "ann@example.com")
+    signing = {**SIGNING, "MAILER_DKIM_PRIVATE_KEY": "other.pem"}
+    path = str(issue(run, 1))
+    for provider, extra in (("smtp", env(smtp)), ("outbox", {})):
+        for args in (("send", path, "--yes"), ("send", path, "--test", "me@example.com")):
+            r = run(*args, env={**extra, **signing, "MAILER_PROVIDER": provider})
+            assert r.exit_code == 1, (provider, args, r.output)
+            assert r.output.startswith("Error: dkim_private_key is not an RSA key"), r.output
+            assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert smtp.handler.messages == [] and not (project / "outbox").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--selector", "a;b"),
+        ("--selector", "a b"),
+        ("--selector", "-a"),
+        ("--selector", "a..b"),
+        ("--selector", "x" * 64),
+        ("--selector", "é"),
+        ("--domain", "exa mple.com"),
+        ("--domain", "example.com;x"),
+        ("--domain", "-a.example.com"),
+        ("--domain", "localhost"),
+        ("--domain", 'a"b.com'),
+    ],
+)
+def test_keygen_refuses_a_name_dns_cannot_hold(
+    run: Cli, project: Path, option: str, value: str
+) -> None:
+    args = {"--selector": "mailer", "--domain": "example.com", option: value}
+    out = project / "k.pem"
+    r = run("dkim", "keygen", *[x for kv in args.items() for x in kv], "-o", str(out))
+    assert r.exit_code == 1 and r.output.startswith(f"Error: {option} "), r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+
+
 # -- TLS -------------------------------------------------------------------------------
 
 

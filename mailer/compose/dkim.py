@@ -15,8 +15,8 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from mailer.config import Settings
-from mailer.errors import ConfigError
+from mailer.config import Settings, dkim_selector, domain_name
+from mailer.errors import ConfigError, InputError
 
 SIGNED_HEADERS = (
     b"from",
@@ -133,7 +133,7 @@ def _read_key(settings: Settings) -> bytes:
 
 
 def _check_key(pem: bytes) -> None:
-    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
@@ -143,11 +143,16 @@ def _check_key(pem: bytes) -> None:
             f"dkim_private_key is not an unencrypted PEM private key ({e}); "
             "make one with 'mailer dkim keygen'"
         ) from None
-    if isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < 1024:
-            raise ConfigError("dkim_private_key: RSA keys under 1024 bits are refused by receivers")
-    elif not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ConfigError("dkim_private_key must be an RSA (or Ed25519) private key")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        # dkimpy signs Ed25519 only from a bare 32-byte key, and receivers that check only
+        # RSA would see no signature at all: one kind, checked before anyone is mailed.
+        kind = type(key).__name__.removesuffix("PrivateKey").lstrip("_")
+        raise ConfigError(
+            f"dkim_private_key is not an RSA key ({kind}); mailer signs with RSA: "
+            "make one with 'mailer dkim keygen'"
+        )
+    if key.key_size < 1024:
+        raise ConfigError("dkim_private_key: RSA keys under 1024 bits are refused by receivers")
 
 
 def keygen(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
@@ -156,6 +161,10 @@ def keygen(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
+    selector, domain = (
+        _named(dkim_selector, selector, "--selector"),
+        _named(domain_name, domain, "--domain"),
+    )
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -174,6 +183,13 @@ def keygen(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
     # A DNS TXT string holds at most 255 bytes; longer values are several strings in a row.
     strings = " ".join(f'"{value[i : i + 250]}"' for i in range(0, len(value), 250))
     return f"{selector}._domainkey.{domain}. IN TXT ( {strings} )"
+
+
+def _named(rule: Any, value: str, option: str) -> str:
+    try:
+        return str(rule(value))
+    except ValueError as e:
+        raise InputError(f"{option} {value[:60]!r} {e}") from None
 
 
 def txt_record_value(record: str) -> bytes:
