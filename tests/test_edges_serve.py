@@ -290,6 +290,18 @@ SEGMENTS = st.one_of(
             "webhooks",
             "sendgrid",
             "healthz",
+            "archive",
+            "media",
+            "feed.xml",
+            "manage",
+            "preferences",
+            "l",
+            "stats",
+            "challenge",
+            "altcha.js",
+            "zh-CN",
+            "\x00",
+            "\n",
             "",
             ".",
             "..",
@@ -330,6 +342,50 @@ BODIES = st.one_of(
 )
 
 
+PUBLIC_PATHS = [
+    "/webhooks/sendgrid",
+    "/subscribe",
+    "/healthz",
+    "/archive/",
+    "/archive/%00/",
+    "/archive/%00/zh-CN/",
+    "/archive/2026-11-20-weekly/%00/",
+    "/archive/a%0ab/",
+    "/archive/%1b%5b2J/",
+    "/archive/" + "a" * 300 + "/",
+    "/feed.xml",
+    "/media/%00.png",
+    "/media/0123456789abcdef0123.png",
+    "/media/0123456789abcdef012%00.png",
+    "/l/%00",
+    "/l/1.2.3",
+    "/manage",
+    "/stats",
+    "/stats?token=%00",
+]
+
+
+def test_every_public_path_a_nul_or_control_can_reach_is_a_4xx(
+    client: TestClient, store: Store
+) -> None:
+    for path in PUBLIC_PATHS[3:]:
+        r = client.get(path)
+        assert r.status_code < 500, (path, r.status_code)
+        if "%00" in path or "%0a" in path or "%1b" in path:
+            assert r.status_code == 404, (path, r.status_code)
+
+
+@pytest.mark.parametrize("raw", ["%0a", "%0d%0a", "%1b%5b2J", "%07", "%e2%80%ae", "%c2%85"])
+def test_the_access_log_escapes_control_characters(
+    client: TestClient, caplog: pytest.LogCaptureFixture, raw: str
+) -> None:
+    with caplog.at_level(logging.INFO, logger="mailer.access"):
+        client.get(f"/archive/x{raw}GET /forged 200/")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.isprintable() and "\u202e" not in line, line
+    assert line.startswith("GET /archive/x\\") and line.endswith("ms"), line
+
+
 def test_fuzz_serve_never_answers_500(client: TestClient, settings: Settings, store: Store) -> None:
     """Thousands of generated requests (paths, methods, headers, bodies, real and forged
     tokens): every answer is a deliberate status, never a 500."""
@@ -351,7 +407,7 @@ def test_fuzz_serve_never_answers_500(client: TestClient, settings: Settings, st
     @given(
         method=st.sampled_from(["GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE"]),
         path=st.one_of(
-            st.sampled_from([*real, "/webhooks/sendgrid", "/subscribe", "/healthz"]),
+            st.sampled_from([*real, *PUBLIC_PATHS]),
             # percent-encoded: the app sees the decoded path, any character at all
             st.lists(SEGMENTS, min_size=1, max_size=4).map(
                 lambda p: "/" + "/".join(quote(seg, safe="@.:") for seg in p)

@@ -13,6 +13,8 @@ from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
+from mailer.text import safe
+
 log = logging.getLogger("mailer.access")
 FORM_LIMIT = 64 * 1024
 MAX_FIELDS = 150  # the preference page: name, language, pause and up to 100 topics
@@ -112,9 +114,10 @@ _SECRET_SEGMENT = re.compile(r"@|%40|[^/]*\.[^/]*\.|[^/]{33,}", re.I)
 def redact(path: str) -> str:
     """A path as the log may show it: any segment shaped like a token (dotted, or long)
     or an address becomes {redacted}, wherever it sits (//u/..., /news/u/..., 404s)."""
-    return "/".join(
+    shown = "/".join(
         "{redacted}" if _SECRET_SEGMENT.search(seg) else seg for seg in path.split("/")
     )[:200]
+    return safe(shown)  # a %0a in the path must not forge a log line, nor ESC reach a terminal
 
 
 class AccessLog:
@@ -143,14 +146,16 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as e:
-            log.error("%s %s failed: %s", scope["method"], redact(scope["path"]), type(e).__name__)
+            log.error(
+                "%s %s failed: %s", safe(scope["method"]), redact(scope["path"]), type(e).__name__
+            )
             if status[0] == 0:
                 response = PlainTextResponse("temporarily unavailable; try again", 503)
                 await response(scope, receive, send_wrapper)
         finally:
             log.info(
                 "%s %s %s %.1fms",
-                scope["method"],
+                safe(scope["method"]),
                 redact(scope["path"]),
                 status[0],
                 (time.perf_counter() - start) * 1000,

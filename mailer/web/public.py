@@ -17,6 +17,7 @@ from starlette.responses import (
 )
 
 from mailer.content import media
+from mailer.content.issue import SLUG
 from mailer.desk.stats import from_store, html_page
 from mailer.web.state import state_of
 
@@ -43,7 +44,9 @@ async def archive_index(request: Request) -> Response:
 async def archive_issue(request: Request) -> Response:
     st = state_of(request)
     slug, language = request.path_params["slug"], request.path_params.get("language", "")
-    item = await run_in_threadpool(st.store.archive.issue, slug, language)
+    # Only a name an issue could have reaches the database (PostgreSQL refuses NUL in text).
+    named = SLUG.match(slug) and (not language or SLUG.match(language))
+    item = await run_in_threadpool(st.store.archive.issue, slug, language) if named else None
     if item is None:
         _ = st.pages.gettext
         return st.pages.render(
