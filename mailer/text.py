@@ -47,6 +47,16 @@ def clean_text(value: str) -> str:
     return LINE_BREAKING.sub(" ", value).strip()
 
 
+# What a person's name never needs, and what turns a display name into a message from a
+# stranger: markup, an address or a link, an encoded-word (=?utf-8?...?=), quoting.
+_NOT_A_NAME = re.compile(r"[<>@\"\\=?/:\[\]{}]|www\.", re.I)
+
+
+def is_plain_name(value: str) -> bool:
+    """True when `value` reads as a name and nothing else (see _NOT_A_NAME)."""
+    return value.isprintable() and _NOT_A_NAME.search(value) is None
+
+
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 
 

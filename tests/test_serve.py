@@ -167,6 +167,37 @@ def test_bounced_or_complained_come_back_only_by_the_form(
     assert s.status == "active" and s.consent_source == "web:confirm"
 
 
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("Ann Lee", "Ann Lee"),
+        ("王小明", "王小明"),
+        ("O'Brien-Smith, Jr.", "O'Brien-Smith, Jr."),
+        ("<b>You won</b>", ""),
+        ("=?utf-8?b?WW91IHdvbiAkMTAwMA==?=", ""),
+        ("Claim it at http://evil.example", ""),
+        ("Visit www.evil.example now", ""),
+        ("security@bank.example", ""),
+        ('"Your Bank" <security@bank.example>', ""),
+        ("Ann\r\nBcc: x@evil.example", ""),
+        ("Ann\u202eevil", "Ann\u202eevil"[:0]),
+    ],
+)
+def test_a_confirmation_carries_the_typed_name_only_if_it_is_a_name(
+    client: TestClient, project: Path, typed: str, shown: str
+) -> None:
+    import email
+    import email.policy
+
+    r = client.post("/subscribe", data={"email": "victim@example.com", "name": typed})
+    assert r.status_code == 200
+    drain(client)
+    (path,) = (project / "outbox" / "confirmations").glob("*.eml")
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    (to,) = msg["To"].addresses  # type: ignore[union-attr]
+    assert (to.display_name, to.addr_spec) == (shown, "victim@example.com"), msg["To"]
+
+
 def test_double_opt_in(client: TestClient, settings: Settings, store: Store, project: Path) -> None:
     r = client.post("/subscribe", data={"email": "New@Example.com", "name": "New <b>"})
     assert r.status_code == 200 and "confirmation email is on its way" in r.text

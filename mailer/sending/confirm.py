@@ -12,6 +12,8 @@ from mailer.content.render import Renderer
 from mailer.errors import DeliveryError
 from mailer.models import Issue
 from mailer.sending.adhoc import send_adhoc
+from mailer.store.subscribers import clean_name
+from mailer.text import is_plain_name
 
 
 def send_confirmation(
@@ -85,7 +87,10 @@ def _send(
         source=slug,
         archive=False,  # no "view in browser": it is one person's link
     )
-    result = send_adhoc(settings, Renderer(settings).render(issue), [(email, name)])
+    # Whoever filled in the form chose the name: a mail to someone who has not confirmed
+    # carries it only if it reads as a name, so a stranger cannot write into it.
+    shown = clean_name(name) if is_plain_name(clean_name(name)) else ""
+    result = send_adhoc(settings, Renderer(settings).render(issue), [(email, shown)])
     if not result.sent:
         reason = next(iter(result.failed.values()), "unknown")
         raise DeliveryError(f"could not send the {what} email: {reason}")
