@@ -180,7 +180,7 @@ def test_bounced_or_complained_come_back_only_by_the_form(
         ("security@bank.example", ""),
         ('"Your Bank" <security@bank.example>', ""),
         ("Ann\r\nBcc: x@evil.example", ""),
-        ("Ann\u202eevil", "Ann\u202eevil"[:0]),
+        ("Ann\u202eevil", ""),  # a direction override
     ],
 )
 def test_a_confirmation_carries_the_typed_name_only_if_it_is_a_name(
