@@ -621,6 +621,25 @@ def test_archive_export_is_a_static_site(live: tuple[Path, str], tmp_path: Path)
     assert (out / "feed.xml").read_bytes().startswith(b"<?xml")
     r = run("archive", "export", str(project / "mailer.toml" / "site"))
     assert r.exit_code == 1 and "Traceback" not in r.output
+    before = sorted(p.name for p in project.iterdir())
+    for empty in ("", " "):
+        r = run("archive", "export", empty)
+        assert r.exit_code == 2 and "DIRECTORY is empty" in r.output, r.output
+    assert sorted(p.name for p in project.iterdir()) == before  # nothing written into it
+
+
+@pytest.mark.parametrize("slug", ["index.html", "INDEX.html", "confirmations", "Preferences"])
+def test_a_slug_mailer_uses_itself_is_refused_before_pinning(
+    run: Cli, project: Path, slug: str
+) -> None:
+    path = issue(project, "x.md", "Collides", slug=slug)
+    run("subscribers", "add", "ann@example.com")
+    for args in (("build", str(path)), ("send", str(path), "--yes")):
+        r = run(*args)
+        assert r.exit_code == 1 and f"slug {slug!r} is a name mailer uses itself" in r.output
+    with open_store(load_settings(project)) as store:
+        assert store.pins.find(slug) is None
+    assert not (project / "outbox").exists()
 
 
 # -- welcome -------------------------------------------------------------------------------
@@ -690,6 +709,19 @@ def test_welcome_latest_sends_the_last_issue_once(run: Cli, tmp_path: Path, db_u
     assert to["late@example.com"] == 1 and len(to) == 6
     r = run("status", "2026-11-20-weekly")
     assert re.search(r"sent\s+6", r.output)
+    # A newer issue whose send reached nobody (the outbox could not be written) is pinned,
+    # but not what a new reader is greeted with: the last issue that went out is.
+    newer = issue(project, "2026-11-27-newer.md", "Newer")
+    r = run("--set", "outbox_dir=mailer.toml/out", "send", str(newer), "--yes")
+    assert r.exit_code != 0 and "stopped" in r.output, r.output
+    with (
+        open_store(settings) as store,
+        TestClient(create_app(settings, store, background=False)) as client,
+    ):
+        _confirm(client, project, "later@example.com")
+    assert not (project / "outbox" / "2026-11-27-newer").exists()
+    to = Counter(str(m["To"]) for m in outbox(project, "2026-11-20-weekly"))
+    assert to["later@example.com"] == 1
 
 
 # -- two languages -------------------------------------------------------------------------

@@ -184,9 +184,9 @@ def archive() -> None:
 
 
 @archive.command("export")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False))
 @pass_obj
-def archive_export(obj: Obj, directory: Path) -> None:
+def archive_export(obj: Obj, directory: str) -> None:
     """Write the archive as static files for any static host: archive/index.html,
     archive/SLUG/index.html, feed.xml and media/. Links are relative; the subscribe
     form posts to base_url, where `mailer serve` runs.
@@ -198,11 +198,16 @@ def archive_export(obj: Obj, directory: Path) -> None:
     from mailer.store import open_store
     from mailer.web.archive import export
 
+    if not directory.strip():  # "" would be the current directory: the project itself
+        raise click.UsageError(
+            "DIRECTORY is empty; name a folder, e.g. mailer archive export public"
+        )
+    out = Path(directory)
     settings = obj.settings()
     settings.require("base_url")
     with open_store(settings) as store:
-        written = export(settings, store, directory)
+        written = export(settings, store, out)
     issues = sum(1 for p in written if p.name == "index.html" and p.parent.parent.name == "archive")
     click.echo(
-        f"wrote {len(written)} files to {directory} ({issues} issues); open {directory / 'archive' / 'index.html'}"
+        f"wrote {len(written)} files to {out} ({issues} issues); open {out / 'archive' / 'index.html'}"
     )

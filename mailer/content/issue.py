@@ -21,6 +21,9 @@ from mailer.text import STRAY_CONTROL, is_one_line
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*\r?$\n?", re.S | re.M)
 FIELDS = {"subject", "preheader", "date", "slug", "send_at", "archive", "audience", "language"}
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
+# Names the archive export and the outbox use themselves (lower case: filesystems that
+# ignore case would collide too).
+RESERVED_SLUGS = frozenset({"index.html", "confirmations", "preferences"})
 PREHEADER_MAX = 150
 DRAFT_MARK = "TODO:"  # `mailer draft` starts the subject with it; `mailer send` refuses it
 
@@ -100,6 +103,11 @@ def parse_issue(text: str, path: Path) -> Issue:
         raise InputError(
             f"{path}: slug {slug!r} must be letters, digits, '.', '_' or '-' "
             f"(at most 100); set 'slug:' in front matter"
+        )
+    if slug.lower() in RESERVED_SLUGS:
+        raise InputError(
+            f"{path}: slug {slug!r} is a name mailer uses itself (the archive's index, the "
+            "outbox's confirmations); set another 'slug:' in front matter"
         )
     return Issue(
         slug=slug,

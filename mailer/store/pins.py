@@ -308,11 +308,18 @@ class Pins:
         return found if isinstance(found, dt.datetime) else None
 
     def latest(self, exclude: str = "") -> Pinned | None:
-        """The most recently pinned issue but `exclude` (the welcome mail's slug)."""
+        """The most recently pinned issue but `exclude` (the welcome mail's slug) that
+        reached someone: an issue whose send delivered to nobody (all ambiguous, stopped
+        at once) is not one to greet a new reader with."""
+        delivered = (
+            sa.select(recipients.c.issue_id)
+            .where(recipients.c.issue_id == issues.c.id, recipients.c.state == RecipientState.SENT)
+            .exists()
+        )
         with self.engine.connect() as conn:
             slugs = conn.execute(
                 sa.select(issues.c.slug)
-                .where(issues.c.slug != exclude, issues.c.version.is_not(None))
+                .where(issues.c.slug != exclude, issues.c.version.is_not(None), delivered)
                 .order_by(issues.c.created_at.desc(), issues.c.id.desc())
                 .limit(1)
             ).scalars()
