@@ -35,6 +35,9 @@ def init_project(directory: Path) -> InitResult:
             _write(directory / "templates" / src.name, src.read_text(encoding="utf-8"), result)
     example = (SCAFFOLD / "example-issue.md").read_text(encoding="utf-8")
     _write(directory / "issues" / "2026-11-20-weekly.md", example, result)
+    # The welcome_issue setting's default file: without it confirmed readers get nothing.
+    welcome = (SCAFFOLD / "welcome.md").read_text(encoding="utf-8")
+    _write(directory / "issues" / "welcome.md", welcome, result)
     _copy(_subscribers_example(), directory / "subscribers.csv.example", result)
     return result
 

@@ -98,6 +98,8 @@ def make_project(tmp_path: Path, db_url: str) -> Path:
     """A scaffolded project with settings complete enough to send."""
     root = tmp_path / "letter"
     init_project(root)
+    # No welcome unless a test writes one: confirmations would otherwise mail it too.
+    (root / "issues" / "welcome.md").unlink()
     toml = root / "mailer.toml"
     text = toml.read_text()
     text = text.replace('database_url = "sqlite:///mailer.db"', f'database_url = "{db_url}"')

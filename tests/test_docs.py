@@ -125,3 +125,117 @@ def test_the_readme_systemd_units_run_as_written(sqlite_project: Path) -> None:
             text=True,
         )
         assert check.returncode == 0 and "mailer-due" not in check.stderr, check.stderr
+
+
+def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
+    """Every Quick start line, in order, in a fresh folder, with this venv's mailer on
+    PATH. The two servers run until they answer, then get Ctrl-C and must stop promptly;
+    `mailer serve` is given a free port (8000 may be taken on this machine)."""
+    import os
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "BROWSER": "true",  # preview opens "the browser": a command that does nothing
+    }
+    for key in [k for k in env if k.startswith("MAILER_")]:
+        del env[key]
+    cwd = tmp_path
+    lines = [re.sub(r"\s+#.*$", "", ln).strip() for ln in _block("sh", "pip install").splitlines()]
+    assert lines[0].startswith("pip install .")  # installing is what this venv did already
+    for line in lines[1:]:
+        if line.startswith("mailer init"):
+            subprocess.run(line.split("&&")[0], shell=True, cwd=cwd, env=env, check=True)
+            cwd = cwd / line.split("cd ")[1].strip()
+            continue
+        if line in ("mailer serve",) or line.startswith("mailer preview"):
+            if line == "mailer serve":
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", 0))
+                line += f" --port {sock.getsockname()[1]}"
+                sock.close()
+            proc = subprocess.Popen(
+                line,
+                shell=True,
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            try:
+                assert proc.stdout is not None
+                said = ""
+                while (url := re.search(r"http://[\d.:]+/?", said)) is None:
+                    more = proc.stdout.readline()  # "port 8025 is in use; using 8026" first
+                    assert more, (line, said, proc.stderr.read() if proc.stderr else "")
+                    said += more
+                path = "healthz" if line.startswith("mailer serve") else ""
+                for _ in range(200):  # until it answers
+                    try:
+                        answer = httpx.get(
+                            url.group().rstrip("/") + "/" + path, follow_redirects=True
+                        )
+                        assert answer.status_code == 200, (line, answer.status_code)
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                started = time.monotonic()
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(timeout=15)
+                assert time.monotonic() - started < 3, f"{line}: {time.monotonic() - started:.1f} s"
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+            continue
+        if line == "mailer send issues/2026-11-20-weekly.md":  # "asks": a person at a terminal
+            code, said = _at_a_terminal(line, cwd, env, answer=b"y\n")
+            assert code == 0 and "sent 5" in said, (line, said)
+            continue
+        r = subprocess.run(line, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, (line, r.stdout, r.stderr)
+        if line.startswith("mailer status"):
+            assert re.search(r"sent\s+5", r.stdout), r.stdout
+    assert (cwd / "public" / "archive" / "index.html").is_file()
+    assert "send_at:" in (cwd / "issues" / "next.md").read_text(encoding="utf-8")
+
+
+def _at_a_terminal(line: str, cwd: Path, env: dict[str, str], answer: bytes) -> tuple[int, str]:
+    """Run `line` with a pseudo-terminal for stdin and stdout, answering its question."""
+    import os
+    import pty
+    import subprocess
+
+    main, other = pty.openpty()
+    proc = subprocess.Popen(
+        line, shell=True, cwd=cwd, env=env, stdin=other, stdout=other, stderr=other
+    )
+    os.close(other)
+    said = b""
+    answered = False
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the other end closed: the command is done
+            break
+        if not chunk:
+            break
+        said += chunk
+        if not answered and b"?" in said:
+            os.write(main, answer)
+            answered = True
+    os.close(main)
+    return proc.wait(timeout=60), said.decode("utf-8", "replace")

@@ -59,7 +59,13 @@ class Obj:
 
     def settings(self, **more: Any) -> Any:
         from mailer.config import load_settings
+        from mailer.errors import ConfigError
 
+        if not self.project.is_dir():  # else "cannot open the database" would be the news
+            raise ConfigError(
+                f"project folder {self.project} does not exist; pass --project DIR "
+                f"(the folder with mailer.toml) or create one with 'mailer init {self.project}'"
+            )
         return load_settings(self.project, {**self.overrides, **more})
 
 

@@ -29,7 +29,19 @@ def init(directory: Path) -> None:
         click.echo(f"created {path}")
     for path in result.kept:
         click.echo(f"kept    {path} (exists)")
-    click.echo(f"Next: cd {directory} && mailer build issues/2026-11-20-weekly.md")
+    click.echo(f"Next: cd {directory} && {_program()} build issues/2026-11-20-weekly.md")
+
+
+def _program() -> str:
+    """How to run mailer again: `mailer` when that is on PATH and is this one, else the
+    path this one was started by (a venv's .venv/bin/mailer after `make demo`)."""
+    import shutil
+
+    here = Path(sys.argv[0])
+    found = shutil.which("mailer")
+    if here.name != "mailer" or (found and Path(found).resolve() == here.resolve()):
+        return "mailer"
+    return str(here.resolve())
 
 
 @cli.command()

@@ -334,14 +334,18 @@ def schedule_command(obj: Obj, as_json: bool) -> None:
     Example:
       mailer schedule
     """
+    from mailer.content.issue_files import welcome_missing
     from mailer.schedule import cadence
 
-    entries = cadence.scan(obj.settings(), cadence.utcnow())
+    settings = obj.settings()
+    entries = cadence.scan(settings, cadence.utcnow())
     order = {s: i for i, s in enumerate(cadence.State)}
     entries.sort(key=lambda e: (e.send_at or e.first_sent or _FAR, order[e.state], e.name))
     if as_json:
         click.echo(json.dumps([e.as_json() for e in entries], ensure_ascii=False, indent=2))
         return
+    if missing := welcome_missing(settings):
+        click.echo(safe(missing), err=True)
     if not entries:
         click.echo("no issues yet")
         return

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from mailer.cli import Obj, cli, pass_obj
+from mailer.text import safe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,21 +42,33 @@ def serve(obj: Obj, host: str, port: int) -> None:
 
     import uvicorn
 
+    from mailer.content.issue_files import welcome_missing
     from mailer.store import open_store
     from mailer.web.serve import create_app
+    from mailer.web.sockets import bind_free
 
     settings = obj.settings()
     with open_store(settings) as store:
         app = create_app(settings, store)  # a bad setting stops here, in one line
+        # Bound here, not by uvicorn: a taken port is one line and exit 1, like any error.
+        sock, _ = bind_free(host, port, tries=1)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         click.echo(
             f"mailer serve on http://{host}:{port} (unsubscribe links start with {settings.base_url})"
         )
+        if missing := welcome_missing(settings):
+            click.echo(safe(missing), err=True)
         # proxy_headers off: uvicorn would trust X-Forwarded-For from 127.0.0.1 by default;
-        # the app trusts it only from trusted_proxies.
-        uvicorn.run(
-            app, host=host, port=port, access_log=False, log_level="warning", proxy_headers=False
+        # the app trusts it only from trusted_proxies. A browser's idle keep-alive
+        # connection must not hold Ctrl-C up for long.
+        config = uvicorn.Config(
+            app,
+            access_log=False,
+            log_level="warning",
+            proxy_headers=False,
+            timeout_graceful_shutdown=1,
         )
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 @cli.command("form")

@@ -101,6 +101,17 @@ def welcome_path(settings: Settings) -> Path | None:
     return settings.path(settings.welcome_issue).resolve() if settings.welcome_issue else None
 
 
+def welcome_missing(settings: Settings) -> str:
+    """Why no welcome goes out though the setting names one ("" when it does or is off)."""
+    path = welcome_path(settings)
+    if path is None or path.is_file():
+        return ""
+    return (
+        f"welcome off: {settings.welcome_issue} does not exist, so new subscribers get no "
+        'welcome mail; write it (or set welcome_issue = "" to say so)'
+    )
+
+
 def welcome_slug(settings: Settings) -> str:
     """The welcome mail's slug ("" without one): the ledger holds it like an issue, but it
     is no list send (`draft`, `stats` and the guard rails look past it)."""

@@ -27,7 +27,13 @@ def create_engine(url: str) -> sa.Engine:
         raise StoreError(f"database_url {url!r} is not a valid SQLAlchemy URL ({e})") from None
     except ModuleNotFoundError as e:
         raise StoreError(
-            f"database_url needs the {e.name} driver: pip install 'mailer[postgres]'"
+            f"database_url needs the {e.name} driver: "
+            + (
+                "pip install 'psycopg[binary]' into mailer's environment "
+                "(from its checkout: pip install '.[postgres]')"
+                if (e.name or "").startswith("psycopg")
+                else f"pip install {e.name}"
+            )
         ) from None
 
 

@@ -20,6 +20,11 @@ def bind_free(host: str, port: int, tries: int = 20) -> tuple[socket.socket, int
             continue
         sock.listen(128)
         return sock, candidate
+    why = getattr(last, "strerror", None) or last
+    if tries == 1:
+        raise MailerError(
+            f"cannot listen on {host}:{port} ({why}); is another server on it? pass another --port"
+        )
     raise MailerError(
-        f"cannot listen on {host} ports {port}-{port + tries - 1} ({last}); pass --port"
+        f"cannot listen on {host} ports {port}-{port + tries - 1} ({why}); pass --port"
     )
