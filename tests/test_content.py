@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from mailer.config import Settings
 from mailer.content import markdown
-from mailer.content.issue import load_issue
+from mailer.content.issue import load_issue, parse_issue
 from mailer.content.render import Renderer
 from mailer.errors import InputError, TemplateError
 from tests.conftest import write
@@ -131,7 +132,8 @@ def test_text_part_says_the_same_thing(renderer: Renderer, tmp_path: Path) -> No
         "- Tool one — does things. — Source Blog Read more →\n  (https://example.com/one)" in text
     )
     assert "> A blockquote summary." in text
-    assert "### 1. Numbered link heading (https://example.org/three)" in text
+    assert "\n\n1. Numbered link heading (https://example.org/three)\n\n" in text
+    assert "###" not in text  # a heading, not Markdown markers
     assert "a | b\n1 | 2" in text
     assert "[diagram: https://example.com/img.png]" in text
     assert "Unsubscribe:\nhttps://news.example.com/u/tok" in text
@@ -139,6 +141,38 @@ def test_text_part_says_the_same_thing(renderer: Renderer, tmp_path: Path) -> No
     assert all(len(line.encode()) < 998 for line in text.splitlines())
     long = [line for line in text.splitlines() if markdown._width(line) > 76]
     assert all(re.fullmatch(r"\(?https?://\S+", line.strip()) for line in long), long
+
+
+@pytest.mark.parametrize("level", ["##", "###"])
+def test_a_title_given_as_the_first_heading_shows_once(
+    renderer: Renderer, tmp_path: Path, level: str
+) -> None:
+    issue = load_issue(write(tmp_path / "t.md", f"{level} 本周 Title\n\nBody text.\n\n## Next\n"))
+    assert issue.subject == "本周 Title"
+    r = renderer.render(issue, web=True)
+    _, text = r.personalize("https://news.example.com/u/tok", "a@example.com", "Ann")
+    html = r.html.template
+    assert html.count("本周 Title</h1>") == 1 and "本周 Title</h2>" not in html
+    assert "本周 Title</h3>" not in html
+    assert r.web_html.count("本周 Title</h1>") == 1
+    assert text.count("本周 Title") == 1 and "本周 Title\n==========" in text
+    assert "Next\n----" in text  # the other headings keep their level
+
+
+def test_cjk_fonts_come_first_for_a_cjk_language(settings: Settings) -> None:
+    from mailer.content.render import font_stack
+
+    for lang, first in (("zh-CN", "PingFang SC"), ("zh-TW", "PingFang TC"), ("ja", "Hiragino")):
+        stack = font_stack(lang)
+        assert stack.index(first) < stack.index("Arial"), lang
+    assert font_stack("en").index("Arial") < font_stack("en").index("PingFang SC")
+    issue = parse_issue("# T\n\n“引号”，标点。\n", Path("x.md"))
+    for lang in ("zh-CN", "en"):
+        html = Renderer(dataclasses.replace(settings, language=lang)).render(issue).html.template
+        family = re.search(r"font-family:([^;\"]+)", html)
+        assert family is not None
+        cjk_first = family.group(1).find("PingFang") < family.group(1).find("Arial")
+        assert cjk_first == (lang == "zh-CN"), (lang, family.group(1))
 
 
 def test_names_cannot_inject_markup_or_break_lines(renderer: Renderer, tmp_path: Path) -> None:

@@ -174,7 +174,8 @@ class _TextRenderer:
             if level in ("h1", "h2"):
                 self.emit(heading_text(text, "=" if level == "h1" else "-"), wrap=False)
                 return
-            text = f"{'#' * int(level[1])} {text}"
+            # ### and deeper: a line of its own between blank lines, no Markdown markers
+            # (a reader of the text part sees "### Tools" as noise, not as a heading).
         self.emit(text)
 
     in_cell = False

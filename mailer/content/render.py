@@ -20,11 +20,29 @@ from mailer.models import Issue
 # System fonts only: a web font is a request to a third party from every reader who opens
 # the mail (Apple Mail follows <link>s), and mrml adds Google's Roboto link whenever the
 # stack names Roboto. A writer who wants one sets web_font.
-FONT_STACK = (
-    "-apple-system, BlinkMacSystemFont, 'Segoe UI', 'Helvetica Neue', Arial, "
-    "'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', 'Noto Sans CJK SC', "
-    "'Noto Sans SC', sans-serif, 'Apple Color Emoji', 'Segoe UI Emoji', 'Noto Color Emoji'"
-)
+_LATIN = "'Segoe UI', 'Helvetica Neue', Arial"
+_CJK = {
+    "zh": "'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', 'Noto Sans CJK SC', 'Noto Sans SC'",
+    "zh-Hant": "'PingFang TC', 'Microsoft JhengHei', 'Noto Sans CJK TC', 'Noto Sans TC'",
+    "ja": "'Hiragino Sans', 'Hiragino Kaku Gothic ProN', 'Yu Gothic', 'Noto Sans CJK JP'",
+    "ko": "'Apple SD Gothic Neo', 'Malgun Gothic', 'Noto Sans CJK KR'",
+}
+_EMOJI = "sans-serif, 'Apple Color Emoji', 'Segoe UI Emoji', 'Noto Color Emoji'"
+
+
+def font_stack(language: str) -> str:
+    """System fonts for `language`: for Chinese, Japanese or Korean its CJK fonts come before
+    the Latin ones, so quotes and punctuation (“” ，) take the CJK glyphs, not narrow Latin
+    ones; otherwise Latin first, with Chinese fonts as the fallback for mixed text."""
+    base = language.split("-")[0]
+    hant = base == "zh" and any(p in language for p in ("Hant", "TW", "HK", "MO"))
+    cjk = _CJK["zh-Hant"] if hant else _CJK.get(base)
+    head = "-apple-system, BlinkMacSystemFont"
+    if cjk:
+        return f"{head}, {cjk}, {_LATIN}, {_EMOJI}"
+    return f"{head}, {_LATIN}, {_CJK['zh']}, {_EMOJI}"
+
+
 RTL_LANGUAGES = ("ar", "he", "fa", "ur")
 # Invisible characters after the hidden preheader: inbox previews show about 100-140
 # characters, and without filler they run on into the first text of the mail.
@@ -64,6 +82,7 @@ class Renderer:
         """Both parts of the email; with `web`, the web version too (one more MJML pass)."""
         placeholders.reject_reserved(issue.body, issue.source)
         tokens = markdown.parse(issue.body)
+        _promote_title(tokens, issue.subject)
         warnings = list(checks.content_warnings(tokens))
         local, sizes = self._local_images(issue, tokens)
         context = self._context(issue, tokens)
@@ -178,7 +197,9 @@ class Renderer:
             "postal_address": s.postal_address,
             "lang": lang,
             "dir": "rtl" if lang.split("-")[0] in RTL_LANGUAGES else "ltr",
-            "font_stack": f"'{s.web_font}', {FONT_STACK}" if s.web_font else FONT_STACK,
+            "font_stack": (
+                f"'{s.web_font}', {font_stack(lang)}" if s.web_font else font_stack(lang)
+            ),
             "web_font": s.web_font,
             "web_font_url": s.web_font_url,
             "accent": s.accent_color,
@@ -261,3 +282,19 @@ def write_build(
             f"cannot write the build to {out_dir}: {e.strerror or e}; pick another -o DIR"
         ) from None
     return paths
+
+
+def _promote_title(tokens: list[Token], subject: str) -> None:
+    """An issue with no `#` heading shows its subject as the one <h1>. When that subject
+    is its first heading (a `## Title` with no front matter), that heading becomes the
+    <h1> instead of showing the title twice: in the mail, the text part and the archive."""
+    if any(t.type == "heading_open" and t.tag == "h1" for t in tokens):
+        return
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            if markdown.inline_text(tokens[i + 1]).strip() != subject:
+                return
+            close = next(j for j in range(i + 1, len(tokens)) if tokens[j].type == "heading_close")
+            tok.tag = tokens[close].tag = "h1"
+            tok.markup = tokens[close].markup = "#"
+            return
