@@ -275,6 +275,8 @@ def test_report_counts_people_not_events(
     client.post("/webhooks/sendgrid", content=body, headers=signed(body))
     report = json.loads(run("report", str(issue), "--json").output)
     assert report["unsubscribed"] == 1 and report["recipients"] == 2
+    shown = run("subscribers", "show", "a@example.com").output
+    assert "issue 2026-11-20-weekly" in shown and "issue ref" not in shown  # as the owner knows it
 
 
 # -- the fuzz test ---------------------------------------------------------------------

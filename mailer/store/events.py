@@ -187,17 +187,20 @@ class Events:
         """The person's own unsubscribe link: status and event in one transaction, so the
         report counts them once whichever way (link, provider) they left."""
         with self.engine.begin() as conn:
+            found = conn.execute(
+                sa.select(issues.c.id, issues.c.slug).where(issues.c.ref == issue_ref)
+            ).first()
+            issue_id, slug = (found[0], found[1]) if found is not None else (None, None)
+            # The history names the issue as the owner knows it (a welcome or confirmation
+            # link has no pinned issue).
             changed = change_status(
                 conn,
                 subscriber_id,
                 SubscriberStatus.UNSUBSCRIBED,
                 Actor.ONE_CLICK,
-                f"issue ref {issue_ref}",
+                f"issue {slug}" if slug else "a link outside any issue",
             )
             if changed:
-                issue_id = conn.execute(
-                    sa.select(issues.c.id).where(issues.c.ref == issue_ref)
-                ).scalar()
                 conn.execute(
                     events.insert().values(
                         issue_id=issue_id,
