@@ -561,6 +561,16 @@ def test_archive_feed_and_media_served(live: tuple[Path, str]) -> None:
     assert feed.entries[0].link == f"{url}/archive/2026-11-27-pics/"
     assert "Pictures of the week" in feed.entries[0].summary
     assert "/u/" not in feed.entries[0].content[0].value
+    # The entry is the article: its words and image, no hidden preheader and padding, no
+    # Outlook conditional comments, no masthead or subscribe form; dated by the issue.
+    for entry, words in zip(feed.entries, ("Look.", "小模型"), strict=True):
+        content = entry.content[0].value
+        assert words in content
+        assert "\u034f" not in content and "&#847;" not in content and "[if " not in content
+        assert "<form" not in content and "display:none" not in content.replace(" ", "")
+        assert entry.published.startswith(("2026-11-27T", "2026-11-20T"))
+        assert "." not in entry.updated  # whole seconds
+    assert "<img" in feed.entries[0].content[0].value
     # Each email links to its web version, in both parts, and says where the archive is.
     (msg, *_) = outbox(project, "2026-11-27-pics")
     web = f"{url}/archive/2026-11-27-pics/"

@@ -84,11 +84,12 @@ class Site:
             entry.id(url)
             entry.title(item.subject)
             entry.link(href=url, rel="alternate")
-            entry.published(item.sent_at)
-            entry.updated(item.sent_at)
+            sent = item.sent_at.replace(microsecond=0)
+            entry.published(_issue_date(item.date, sent))
+            entry.updated(sent)
             if item.preheader:
                 entry.summary(item.preheader)
-            entry.content(_body(item.web_html), type="html")
+            entry.content(article(item.web_html), type="html")
         data: bytes = fg.atom_str(pretty=True)
         return data
 
@@ -96,6 +97,38 @@ class Site:
 def language_name(tag: str) -> str:
     """A language in its own words (English, 日本語): what its readers look for."""
     return display_name(tag, tag)
+
+
+def _issue_date(date: str, sent: dt.datetime) -> dt.datetime:
+    """The issue's own date (what the archive list shows), at the hour it was sent; the
+    send time when the date is not a day."""
+    try:
+        day = dt.date.fromisoformat(date[:10])
+    except ValueError:
+        return sent
+    return dt.datetime.combine(day, sent.timetz())
+
+
+def article(html: str) -> str:
+    """The issue's own words from its web version: what a feed reader should show, without
+    the hidden preheader and its padding, Outlook's conditional comments, the masthead or
+    the subscribe form."""
+    import lxml.html
+
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return _body(html)
+    found = doc.xpath(
+        "//*[contains(concat(' ', normalize-space(@class), ' '), ' mailer-content ')]"
+    )
+    if not found:  # a project's own template without the class: the whole body
+        return _body(html)
+    return "".join(
+        lxml.html.tostring(child, encoding="unicode", method="html")
+        for child in found[0].iterchildren()
+        if not isinstance(child, lxml.html.HtmlComment)
+    )
 
 
 def _body(html: str) -> str:
