@@ -111,6 +111,11 @@ def test_html_has_every_link_lang_dark_mode_and_fonts(renderer: Renderer, tmp_pa
         if not url.endswith(".png"):
             assert url in text
     assert f'<html lang="{renderer.settings.language}" dir="ltr"' in html
+    # Apple Mail must not rescale it, nor clients turn numbers and dates into links; the
+    # sharing tags belong to the web version only.
+    assert '<meta name="x-apple-disable-message-reformatting">' in html
+    assert '<meta name="format-detection" content="telephone=no' in html
+    assert "og:title" not in html and 'rel="canonical"' not in html
     assert '<meta name="color-scheme" content="light dark"' in html
     assert "PingFang SC" in html and "Noto Sans CJK SC" in html and "Apple Color Emoji" in html
     assert "prefers-color-scheme: dark" in html

@@ -552,6 +552,25 @@ def test_archive_feed_and_media_served(live: tuple[Path, str]) -> None:
     assert Image.open(BytesIO(img.content)).size == (675, 1200)  # upright, longest side 1200
     for bad in ("../mailer.toml", "x.jpg", "0" * 20 + ".exe", "%2e%2e"):
         assert httpx.get(f"{url}/media/{bad}").status_code == 404
+    # The web version shares well: title with the newsletter's name, description, canonical
+    # URL, Open Graph and Twitter cards, the feed's autodiscovery, a way back to the archive.
+    import lxml.html
+
+    page = lxml.html.document_fromstring(httpx.get(f"{url}/archive/2026-11-27-pics/").content)
+    meta = {
+        (m.get("property") or m.get("name")): m.get("content") for m in page.xpath("//head/meta")
+    }
+    issue_url = f"{url}/archive/2026-11-27-pics/"
+    assert page.findtext(".//title") == "Pictures · My Newsletter"
+    assert meta["description"] == meta["og:description"] == "Pictures of the week"
+    assert meta["og:title"] == meta["twitter:title"] == "Pictures"
+    assert meta["og:url"] == issue_url and meta["og:type"] == "article"
+    assert meta["og:site_name"] == "My Newsletter" and meta["twitter:card"] == "summary"
+    assert page.xpath("//link[@rel='canonical']/@href") == [issue_url]
+    assert page.xpath("//link[@rel='alternate'][@type='application/atom+xml']/@href") == [
+        f"{url}/feed.xml"
+    ]
+    assert page.xpath("//a[contains(@class, 'mailer-archive-link')]/@href") == [f"{url}/archive/"]
     feed = feedparser.parse(httpx.get(f"{url}/feed.xml").content)
     assert feed.version == "atom10" and not feed.bozo
     assert [e.title for e in feed.entries] == [
@@ -629,6 +648,9 @@ def test_archive_export_is_a_static_site(live: tuple[Path, str], tmp_path: Path)
     assert src.startswith("../../media/")
     assert (out / "archive" / "2026-11-27-pics" / src).resolve().is_file()
     assert (out / "feed.xml").read_bytes().startswith(b"<?xml")
+    # Links within the export are relative; the canonical URL stays absolute.
+    assert 'href="../../archive/"' in page and 'href="../../feed.xml"' in page
+    assert re.search(r'<link rel="canonical" href="http://127\.0\.0\.1:\d+/archive/', page)
     r = run("archive", "export", str(project / "mailer.toml" / "site"))
     assert r.exit_code == 1 and "Traceback" not in r.output
     before = sorted(p.name for p in project.iterdir())

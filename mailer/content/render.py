@@ -191,6 +191,7 @@ class Renderer:
                 else ""
             ),
             "archive_url": f"{base}/archive/" if base else "",
+            "feed_url": f"{base}/feed.xml" if base else "",
             "subscribe_url": f"{base}/subscribe" if base else "",
             "image_sizes": {},
             "newsletter_name": s.display_name,

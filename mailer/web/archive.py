@@ -59,7 +59,13 @@ class Site:
         """The web version as pinned; in a static export its images load from ../../media/
         (an edition's page, a level deeper, from ../../../media/)."""
         if relative_media and self.base:
-            return item.web_html.replace(f"{self.base}/media/", "../" * depth + "media/")
+            up = "../" * depth
+            # Links within the export stay relative (canonical and og:url stay absolute).
+            return (
+                item.web_html.replace(f"{self.base}/media/", up + "media/")
+                .replace(f'href="{self.base}/archive/"', f'href="{up}archive/"')
+                .replace(f'href="{self.base}/feed.xml"', f'href="{up}feed.xml"')
+            )
         return item.web_html
 
     def feed(self, items: list[Published]) -> bytes:
