@@ -22,7 +22,8 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup
-	$(BIN)/pytest -q
+	@# One worker per core: most tests wait on real servers (SMTP, IMAP, HTTP, a browser).
+	$(BIN)/pytest -q -n auto
 
 lint: setup
 	$(BIN)/ruff check mailer tests bench

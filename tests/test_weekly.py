@@ -485,6 +485,14 @@ def test_only_regular_files_inside_the_project_are_read(
         assert r.exit_code == 0, (src, r.output)
 
 
+def test_an_image_error_names_the_file_as_written(run: Cli, project: Path) -> None:
+    (project / "issues" / "img").mkdir(parents=True, exist_ok=True)
+    (project / "issues" / "img" / "图表.svg").write_text("<svg/>")
+    write(project / "issues" / "x.md", "# X\n\nText\n\n![chart](img/图表.svg)\n")
+    r = run("build", str(project / "issues/x.md"))
+    assert r.exit_code == 1 and "image img/图表.svg: SVG is not shown" in r.output, r.output
+
+
 # -- the archive, feed and media through uvicorn and Chromium -----------------------------
 
 
@@ -648,6 +656,8 @@ def test_archive_export_is_a_static_site(live: tuple[Path, str], tmp_path: Path)
     assert src.startswith("../../media/")
     assert (out / "archive" / "2026-11-27-pics" / src).resolve().is_file()
     assert (out / "feed.xml").read_bytes().startswith(b"<?xml")
+    root = (out / "index.html").read_text()
+    assert '<html lang="zh-CN">' in root and "<title>My Newsletter</title>" in root
     # Links within the export are relative; the canonical URL stays absolute.
     assert 'href="../../archive/"' in page and 'href="../../feed.xml"' in page
     assert re.search(r'<link rel="canonical" href="http://127\.0\.0\.1:\d+/archive/', page)

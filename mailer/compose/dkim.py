@@ -15,8 +15,9 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from mailer.config import Settings, dkim_selector, domain_name
+from mailer.config import Settings
 from mailer.errors import ConfigError, InputError
+from mailer.setting_rules import dkim_selector, domain_name
 
 SIGNED_HEADERS = (
     b"from",

@@ -55,7 +55,7 @@ def load(src: str, issue_dir: Path, where: str, roots: tuple[Path, ...] = ()) ->
     out of the project must not publish /etc/passwd, and a device or a pipe must not
     hang the build or fill memory."""
     rel = unquote(urlsplit(src).path)
-    label = f"{where}: image {src}"
+    label = f"{where}: image {unquote(src)}"  # as the writer wrote it (图.png, not %E5...)
     if Path(rel).suffix.lower() in (".svg", ".svgz"):
         raise InputError(
             f"{label}: SVG is not shown by Gmail or Outlook; export it as PNG "

@@ -149,30 +149,15 @@ def plan(
     `to`: an audience expression, over the issue's own `audience:`."""
     settings.require(*REQUIRED)
     signer_from(settings)  # a missing or malformed DKIM key stops here, before anything
-    snapshot, slug, warnings = None, str(target), []
+    snapshot: Snapshot | None = None
+    slug, warnings = str(target), list[str]()
     found_media: tuple[Media, ...] = ()
     local = check_base_url(settings)
     asked, where = to, "--to"
     if looks_like_issue_file(target):
-        refuse_welcome(settings, Path(target))
-        main = edition_of(Path(target))
-        if main is not None:
-            raise InputError(
-                f"{target}: is the {main[1]} edition of {main[0].name}; send {main[0]} and "
-                "each reader gets the edition of their language"
-            )
-        rendered = prepare(settings, Path(target))
-        if rendered.issue.subject.startswith(DRAFT_MARK):  # a test copy of a draft is fine
-            raise InputError(
-                f"{target}: the subject is still the draft's placeholder "
-                f"({rendered.issue.subject[:60]!r}); write the issue's own subject"
-            )
-        editions = prepare_editions(settings, Path(target), rendered)
-        snapshot, slug = snapshot_with_editions(settings, rendered, editions), rendered.issue.slug
-        warnings = [*rendered.warnings, *(w for _, r in editions for w in r.warnings)]
-        found_media = (*rendered.media, *(m for _, r in editions for m in r.media))
-        if asked is None and rendered.issue.audience is not None:
-            asked, where = rendered.issue.audience, f"{target}: audience"
+        snapshot, slug, warnings, found_media, own = _from_file(settings, Path(target))
+        if asked is None and own is not None:
+            asked, where = own, f"{target}: audience"
     elif not SLUG.fullmatch(slug):
         raise InputError(f"{target}: no such issue file or slug; check the path")
     requested = selection.audience(settings, asked, where) if asked is not None else None
@@ -224,6 +209,31 @@ def plan(
     if update_content and snapshot is None:
         raise InputError("--update-content needs the issue file, not its slug")
     return p
+
+
+def _from_file(
+    settings: Settings, target: Path
+) -> tuple[Snapshot, str, list[str], tuple[Media, ...], str | None]:
+    """An issue file made ready to pin: its snapshot (with editions), slug, warnings, media
+    and its own `audience:`; or one line saying why it cannot be sent."""
+    refuse_welcome(settings, target)
+    main = edition_of(target)
+    if main is not None:
+        raise InputError(
+            f"{target}: is the {main[1]} edition of {main[0].name}; send {main[0]} and "
+            "each reader gets the edition of their language"
+        )
+    rendered = prepare(settings, target)
+    if rendered.issue.subject.startswith(DRAFT_MARK):  # a test copy of a draft is fine
+        raise InputError(
+            f"{target}: the subject is still the draft's placeholder "
+            f"({rendered.issue.subject[:60]!r}); write the issue's own subject"
+        )
+    editions = prepare_editions(settings, target, rendered)
+    snapshot = snapshot_with_editions(settings, rendered, editions)
+    warnings = [*rendered.warnings, *(w for _, r in editions for w in r.warnings)]
+    media = (*rendered.media, *(m for _, r in editions for m in r.media))
+    return snapshot, rendered.issue.slug, warnings, media, rendered.issue.audience
 
 
 def _nobody(active: int, reach: Reach) -> str:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from mailer.models import Actor, BatchState, EventType, RecipientState, SubscriberStatus
 from mailer.store.batch import insert_many, one_of
+from mailer.store.erasure import erased_tally
 from mailer.store.schema import (
     batches,
     events,
@@ -24,7 +25,7 @@ from mailer.store.schema import (
     subscriber_topics,
     subscribers,
 )
-from mailer.store.subscribers import change_status, erased_tally, now
+from mailer.store.subscribers import change_status, now
 
 Split = dict[str, dict[str, int]]  # group (edition or topic) -> {recipients, sent, event: n}
 

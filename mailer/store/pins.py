@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from mailer.errors import InputError
 from mailer.models import RecipientState, Snapshot
-from mailer.store.ledger import snapshot_list
 from mailer.store.links import number_links
 from mailer.store.schema import issue_editions, issue_versions, issues, recipients
+from mailer.store.snapshot import snapshot_list
 from mailer.store.subscribers import Selection, now
 from mailer.tokens import issue_ref
 

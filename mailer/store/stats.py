@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailer.models import EventType, RecipientState, SubscriberStatus
+from mailer.store.erasure import erased_tally
 from mailer.store.schema import events, issue_links, issues, recipients, status_changes, subscribers
-from mailer.store.subscribers import erased_tally
 
 WEEK = dt.timedelta(weeks=1)
 

@@ -16,12 +16,9 @@ from mailer.audience import Audience
 from mailer.errors import InputError
 from mailer.models import Actor, Recipient, SubscriberStatus, may_change
 from mailer.store.audience import effective_language, where
+from mailer.store.erasure import forget, is_erased
 from mailer.store.schema import (
-    erased_counts,
-    erasures,
-    events,
     mail_queue,
-    recipients,
     status_changes,
     subscriber_topics,
     subscribers,
@@ -221,7 +218,7 @@ class Subscribers:
             existing = conn.execute(select).first()
             if existing is not None:
                 return one_subscriber(conn, existing) or Subscriber.from_row(existing), False
-            if not allow_erased and _is_erased(conn, normalized):
+            if not allow_erased and is_erased(conn, normalized):
                 raise InputError(
                     f"{normalized} asked to be forgotten (erased); pass --allow-erased "
                     "only if they have subscribed again"
@@ -412,7 +409,7 @@ class Subscribers:
         editions: list[str],
         last_sent: dt.datetime | None = None,
     ) -> Reach:
-        """What a first send with this audience would pin now (store/ledger.snapshot_list
+        """What a first send with this audience would pin now (store/snapshot.snapshot_list
         decides the same way, in SQL), and how many of them were imported since the last
         send (`last_sent`; None: ever), so never mailed: counted in the same pass."""
         paused = sa.and_(subscribers.c.paused_until.is_not(None), subscribers.c.paused_until > at)
@@ -475,61 +472,7 @@ class Subscribers:
         only a one-way hash of the address stays. Issue numbers keep what they counted."""
         s = self.require(email)
         with self.engine.begin() as conn:
-            _keep_counts(conn, s.id)
-            conn.execute(events.delete().where(events.c.subscriber_id == s.id))
-            conn.execute(
-                mail_queue.delete().where(
-                    sa.or_(
-                        mail_queue.c.subscriber_id == s.id,
-                        sa.func.lower(mail_queue.c.email) == addresses.key(s.email),
-                    )
-                )
-            )
-            conn.execute(recipients.delete().where(recipients.c.subscriber_id == s.id))
-            conn.execute(status_changes.delete().where(status_changes.c.subscriber_id == s.id))
-            conn.execute(subscribers.delete().where(subscribers.c.id == s.id))
-            h = addresses.erasure_hash(s.email)
-            if not conn.execute(
-                sa.select(erasures.c.email_hash).where(erasures.c.email_hash == h)
-            ).first():
-                conn.execute(erasures.insert().values(email_hash=h, erased_at=now()))
-
-
-def _keep_counts(conn: sa.Connection, subscriber_id: int) -> None:
-    """Add what one person contributed to each issue's numbers to erased_counts."""
-    kinds: list[tuple[int, str]] = [
-        (int(issue_id), f"state:{state}")
-        for issue_id, state in conn.execute(
-            sa.select(recipients.c.issue_id, recipients.c.state).where(
-                recipients.c.subscriber_id == subscriber_id
-            )
-        )
-    ]
-    kinds += [
-        (int(issue_id), f"event:{kind}")
-        for issue_id, kind in conn.execute(
-            sa.select(events.c.issue_id, events.c.type)
-            .where(events.c.subscriber_id == subscriber_id, events.c.issue_id.is_not(None))
-            .distinct()
-        )
-    ]
-    for issue_id, kind in kinds:
-        where = (erased_counts.c.issue_id == issue_id, erased_counts.c.kind == kind)
-        if conn.execute(
-            erased_counts.update().where(*where).values(n=erased_counts.c.n + 1)
-        ).rowcount:
-            continue
-        conn.execute(erased_counts.insert().values(issue_id=issue_id, kind=kind, n=1))
-
-
-def erased_tally(conn: sa.Connection, issue_id: int, prefix: str) -> dict[str, int]:
-    """{kind: n} that erased people contributed to an issue, for one prefix (state/event)."""
-    rows = conn.execute(
-        sa.select(erased_counts.c.kind, erased_counts.c.n).where(
-            erased_counts.c.issue_id == issue_id, erased_counts.c.kind.startswith(prefix + ":")
-        )
-    )
-    return {kind.split(":", 1)[1]: int(n) for kind, n in rows}
+            forget(conn, s.id, s.email)
 
 
 def _gone() -> Subscriber:
@@ -541,11 +484,3 @@ def _normalize(email: str) -> str:
         return addresses.normalize(email)
     except addresses.InvalidAddress as e:
         raise InputError(f"invalid email address {email!r}: {e}") from None
-
-
-def _is_erased(conn: sa.Connection, normalized: str) -> bool:
-    h = addresses.erasure_hash(normalized)
-    return (
-        conn.execute(sa.select(erasures.c.email_hash).where(erasures.c.email_hash == h)).first()
-        is not None
-    )

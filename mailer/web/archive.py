@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from markupsafe import escape
 
 from mailer import files
 from mailer.config import Settings
@@ -165,7 +166,8 @@ def export(settings: Settings, store: Store, out: Path) -> list[Path]:
         written.append(path)
 
     put("archive/index.html", site.index(items).encode("utf-8"))
-    put("index.html", _redirect("archive/").encode("utf-8"))
+    root = _redirect("archive/", settings.display_name, settings.language or "en")
+    put("index.html", root.encode("utf-8"))
     for item in items:
         put(f"archive/{item.slug}/index.html", site.issue_page(item, True).encode("utf-8"))
         for tag in item.editions:
@@ -181,8 +183,11 @@ def export(settings: Settings, store: Store, out: Path) -> list[Path]:
     return written
 
 
-def _redirect(to: str) -> str:
+def _redirect(to: str, title: str, lang: str) -> str:
+    """The export's root page: straight on to the archive, titled and in its language."""
     return (
-        '<!doctype html><meta charset="utf-8">'
-        f'<meta http-equiv="refresh" content="0; url={to}"><a href="{to}">{to}</a>\n'
+        f'<!doctype html><html lang="{escape(lang)}"><meta charset="utf-8">'
+        f"<title>{escape(title)}</title>"
+        f'<meta http-equiv="refresh" content="0; url={to}"><a href="{to}">{escape(title)}</a>'
+        "</html>\n"
     )

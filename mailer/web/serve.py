@@ -31,38 +31,39 @@ from mailer.web.pages import Pages
 from mailer.web.state import ServeState
 from mailer.web.webhook import sendgrid_webhook, webhook_key
 
+ROUTES = [  # every URL mailer serve answers, by the module that owns it
+    Route("/healthz", public.healthz, name="healthz"),
+    Route("/u/{token}", subscription.unsubscribe_page, methods=["GET"]),
+    Route("/u/{token}", subscription.unsubscribe, methods=["POST"]),
+    Route("/u/{token}/preferences", preferences.preferences_page, methods=["GET"]),
+    Route("/u/{token}/preferences", preferences.preferences_post, methods=["POST"]),
+    Route("/manage", preferences.manage_page, methods=["GET"]),
+    Route("/manage", preferences.manage_post, methods=["POST"]),
+    Route("/altcha/challenge", public.challenge, methods=["GET"]),
+    Route("/altcha.js", public.altcha_js, methods=["GET"]),
+    Route("/l/{token}", public.follow_link, methods=["GET"]),
+    Route("/stats", public.stats_page, methods=["GET"]),
+    Route("/resubscribe/{token}", subscription.resubscribe, methods=["POST"]),
+    Route("/subscribe", subscription.subscribe_page, methods=["GET"]),
+    Route("/subscribe", subscription.subscribe, methods=["POST"]),
+    Route("/confirm/{token}", subscription.confirm_page, methods=["GET"]),
+    Route("/confirm/{token}", subscription.confirm_post, methods=["POST"]),
+    Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+    Route("/archive", public.to_slash, methods=["GET"]),
+    Route("/archive/", public.archive_index, methods=["GET"]),
+    Route("/archive/{slug}", public.to_slash, methods=["GET"]),
+    Route("/archive/{slug}/", public.archive_issue, methods=["GET"]),
+    Route("/archive/{slug}/{language}", public.to_slash, methods=["GET"]),
+    Route("/archive/{slug}/{language}/", public.archive_issue, methods=["GET"]),
+    Route("/feed.xml", public.feed, methods=["GET"]),
+    Route("/media/{name}", public.media_file, methods=["GET"]),
+]
+
 
 def create_app(settings: Settings, store: Store, background: bool = True) -> Starlette:
     """The app. With `background`, a thread sends queued confirmations while it runs;
     tests that want to decide when may pass False and call `outbound.drain()`."""
     settings.require("secret_key")
-    routes = [
-        Route("/healthz", public.healthz, name="healthz"),
-        Route("/u/{token}", subscription.unsubscribe_page, methods=["GET"]),
-        Route("/u/{token}", subscription.unsubscribe, methods=["POST"]),
-        Route("/u/{token}/preferences", preferences.preferences_page, methods=["GET"]),
-        Route("/u/{token}/preferences", preferences.preferences_post, methods=["POST"]),
-        Route("/manage", preferences.manage_page, methods=["GET"]),
-        Route("/manage", preferences.manage_post, methods=["POST"]),
-        Route("/altcha/challenge", public.challenge, methods=["GET"]),
-        Route("/altcha.js", public.altcha_js, methods=["GET"]),
-        Route("/l/{token}", public.follow_link, methods=["GET"]),
-        Route("/stats", public.stats_page, methods=["GET"]),
-        Route("/resubscribe/{token}", subscription.resubscribe, methods=["POST"]),
-        Route("/subscribe", subscription.subscribe_page, methods=["GET"]),
-        Route("/subscribe", subscription.subscribe, methods=["POST"]),
-        Route("/confirm/{token}", subscription.confirm_page, methods=["GET"]),
-        Route("/confirm/{token}", subscription.confirm_post, methods=["POST"]),
-        Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
-        Route("/archive", public.to_slash, methods=["GET"]),
-        Route("/archive/", public.archive_index, methods=["GET"]),
-        Route("/archive/{slug}", public.to_slash, methods=["GET"]),
-        Route("/archive/{slug}/", public.archive_issue, methods=["GET"]),
-        Route("/archive/{slug}/{language}", public.to_slash, methods=["GET"]),
-        Route("/archive/{slug}/{language}/", public.archive_issue, methods=["GET"]),
-        Route("/feed.xml", public.feed, methods=["GET"]),
-        Route("/media/{name}", public.media_file, methods=["GET"]),
-    ]
     pages = Pages(settings)
     for language in settings.offered_languages:
         pages.of(language)  # every catalog read (and checked) now, not on some reader's visit
@@ -112,7 +113,7 @@ def create_app(settings: Settings, store: Store, background: bool = True) -> Sta
             for w in workers:
                 await run_in_threadpool(w.join, 10)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=ROUTES, lifespan=lifespan)
     app.state.mailer = state
     if settings.trusted_proxies:
         # uvicorn's own: the client is the rightmost X-Forwarded-For hop that is not one
