@@ -175,6 +175,36 @@ def test_layout_at_every_width_and_no_white_band(
             page.close()
 
 
+FOOTER_RULE_JS = """
+() => [...document.querySelectorAll('.mailer-footer, .mailer-footer *')]
+  .filter(e => parseFloat(getComputedStyle(e).borderTopWidth) > 0)
+  .map(e => getComputedStyle(e).borderTopColor)
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_bold_in_a_link_is_the_link_and_the_footer_rule_follows_the_scheme(
+    settings: Settings, tmp_path: Path, browser: Any, scheme: str
+) -> None:
+    path = write(
+        tmp_path / "b.md", "# B\n\nSee [the **new** model](https://example.com/m) today.\n"
+    )
+    page = browser.new_page(color_scheme=scheme)
+    page.goto(html_of(settings, path, tmp_path).as_uri())
+    link, bold = page.evaluate(
+        "() => { const a = document.querySelector('.mailer-content a[href=\"https://example.com/m\"]');"
+        " return [getComputedStyle(a).color, getComputedStyle(a.querySelector('strong')).color]; }"
+    )
+    rules = page.evaluate(FOOTER_RULE_JS)
+    page.close()
+    assert bold == link, (scheme, bold, link)
+    assert rules, "the footer has a top rule"
+    for colour in rules:
+        level = sum(map(int, re.findall(r"\d+", colour)[:3])) / 3
+        assert (level < 100) == (scheme == "dark"), (scheme, colour)
+
+
 @pytest.mark.browser
 def test_the_inbox_preview_is_the_preheader_alone(
     settings: Settings, tmp_path: Path, browser: Any

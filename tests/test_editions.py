@@ -15,6 +15,7 @@ from mailer.config import load_settings
 from mailer.store import open_store
 from mailer.web.serve import create_app
 from tests.conftest import Cli, write
+from tests.loop import env as smtp_env
 from tests.servers import SmtpServer
 
 MAIN = """---
@@ -105,13 +106,7 @@ def test_each_reader_gets_their_edition_in_the_outbox(bilingual: Path, run: Cli)
 
 def test_each_reader_gets_their_edition_over_smtp(bilingual: Path, run: Cli) -> None:
     with SmtpServer() as smtp:
-        env = {
-            "MAILER_PROVIDER": "smtp",
-            "MAILER_SMTP_HOST": "127.0.0.1",
-            "MAILER_SMTP_PORT": str(smtp.port),
-            "MAILER_SMTP_SECURITY": "none",
-        }
-        r = run("send", str(bilingual / "issues" / "digest.md"), "--yes", env=env)
+        r = run("send", str(bilingual / "issues" / "digest.md"), "--yes", env=smtp_env(smtp))
         assert r.exit_code == 0, r.output
         got = {str(m["To"]).strip("<>"): m for m in smtp.handler.parsed()}
     check_editions(got)  # type: ignore[arg-type]
