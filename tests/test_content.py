@@ -116,6 +116,20 @@ def test_html_has_every_link_lang_dark_mode_and_fonts(renderer: Renderer, tmp_pa
     assert '<meta name="x-apple-disable-message-reformatting">' in html
     assert '<meta name="format-detection" content="telephone=no' in html
     assert "og:title" not in html and 'rel="canonical"' not in html
+    # bgcolor only where HTML allows it (premailer puts it wherever a background is set)
+    coded = renderer.render(load_issue(write(tmp_path / "c.md", DIGEST + "\nSome `code`.\n")))
+    assert "<code" in coded.html.template and "background-color" in coded.html.template
+    for page in (html, coded.html.template):
+        assert set(re.findall(r"<(\w+)[^>]*\sbgcolor=", page)) <= {
+            "table",
+            "tr",
+            "td",
+            "th",
+            "body",
+        }
+    assert re.findall(r"<th\b[^>]*>", html) and all(
+        'scope="col"' in th for th in re.findall(r"<th\b[^>]*>", html)
+    )
     assert '<meta name="color-scheme" content="light dark"' in html
     assert "PingFang SC" in html and "Noto Sans CJK SC" in html and "Apple Color Emoji" in html
     assert "prefers-color-scheme: dark" in html
@@ -139,7 +153,7 @@ def test_text_part_says_the_same_thing(renderer: Renderer, tmp_path: Path) -> No
     assert "> A blockquote summary." in text
     assert "\n\n1. Numbered link heading (https://example.org/three)\n\n" in text
     assert "###" not in text  # a heading, not Markdown markers
-    assert "a | b\n1 | 2" in text
+    assert "a | b\n--+--\n1 | 2" in text  # aligned, a rule under the header
     assert "[diagram: https://example.com/img.png]" in text
     assert "Unsubscribe:\nhttps://news.example.com/u/tok" in text
     assert "Example Media, 1 Example Street" in text
@@ -162,6 +176,19 @@ def test_a_title_given_as_the_first_heading_shows_once(
     assert r.web_html.count("本周 Title</h1>") == 1
     assert text.count("本周 Title") == 1 and "本周 Title\n==========" in text
     assert "Next\n----" in text  # the other headings keep their level
+
+
+def test_text_tables_align_by_display_width() -> None:
+    tokens = markdown.parse("| 名称 | n |\n|---|---|\n| 小模型 | 12 |\n| ab | 3 |\n")
+    assert markdown.to_text(tokens).strip().split("\n") == [
+        "名称   | n",
+        "-------+---",
+        "小模型 | 12",
+        "ab     | 3",
+    ]
+    wide = "| " + " | ".join("x" * 30 for _ in range(3)) + " |\n|---|---|---|\n| a | b | c |\n"
+    text = markdown.to_text(markdown.parse(wide)).strip().split("\n")
+    assert text[1] == "---" and text[2] == "a | b | c"  # too wide to align: as it was
 
 
 def test_cjk_fonts_come_first_for_a_cjk_language(settings: Settings) -> None:

@@ -52,7 +52,11 @@ def _quote_close(self: Any, tokens: Sequence[Token], idx: int, options: Any, env
 
 
 def parse(body: str) -> list[Token]:
-    return parser().parse(body)
+    tokens = parser().parse(body)
+    for tok in tokens:
+        if tok.type == "th_open":
+            tok.attrSet("scope", "col")  # screen readers announce each cell's column
+    return tokens
 
 
 def too_deep(tokens: Sequence[Token]) -> int | None:
@@ -237,6 +241,10 @@ class _TextRenderer:
 
     def on_table_open(self, tok: Token) -> None:
         self.table = []
+        self.header_rows = 0
+
+    def on_thead_close(self, tok: Token) -> None:
+        self.header_rows = len(self.table)
 
     def on_tr_open(self, tok: Token) -> None:
         self.row = []
@@ -256,7 +264,25 @@ class _TextRenderer:
 
     def on_table_close(self, tok: Token) -> None:
         rows, self.table = self.table, []
-        self.emit("\n".join(" | ".join(cells) for cells in rows), wrap=False)
+        self.emit(table_text(rows, self.header_rows), wrap=False)
+
+    header_rows = 0
+
+
+def table_text(rows: list[list[str]], header_rows: int) -> str:
+    """A table as monospace text: columns padded to their display width (CJK counts two),
+    a rule under the header; a table too wide for the text part keeps " | " alone."""
+    n = max((len(r) for r in rows), default=0)
+    widths = [max((_width(r[i]) for r in rows if i < len(r)), default=0) for i in range(n)]
+    fits = sum(widths) + 3 * (n - 1) <= WRAP
+    lines = []
+    for at, cells in enumerate(rows):
+        if fits:
+            cells = [c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=False)]
+        lines.append(" | ".join(cells).rstrip())
+        if at + 1 == header_rows:
+            lines.append("-+-".join("-" * w for w in widths) if fits else "-" * 3)
+    return "\n".join(lines)
 
 
 WRAP = 76  # display columns of the plain-text part (RFC 3676's advice, CJK counted double)

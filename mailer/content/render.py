@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,7 +256,14 @@ def inline_css(html: str) -> str:
         # height attribute, which Outlook needs.
         disable_basic_attributes=["height", "width"],
     ).transform(pretty_print=False)
-    return inlined
+    # premailer writes bgcolor wherever a background is set; HTML allows it only on tables
+    # and their cells (Outlook needs it there), so it goes from <code>, <div>, <p>...
+    return _BGCOLOR_ELSEWHERE.sub(r"\1", inlined)
+
+
+_BGCOLOR_ELSEWHERE = re.compile(
+    r'(<(?!(?:table|tr|td|th|body)[\s>])[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*?)?)\s+bgcolor="[^"]*"'
+)
 
 
 def _normalize_text(text: str) -> str:
