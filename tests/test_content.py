@@ -145,7 +145,7 @@ def test_html_has_every_link_lang_dark_mode_and_fonts(renderer: Renderer, tmp_pa
 
 def test_text_part_says_the_same_thing(renderer: Renderer, tmp_path: Path) -> None:
     r = renderer.render(load_issue(write(tmp_path / "d.md", DIGEST)))
-    _, text = r.personalize("https://news.example.com/u/tok", "a@example.com", "Ann")
+    html, text = r.personalize("https://news.example.com/u/tok", "a@example.com", "Ann")
     assert "🔧 Tools\n--------" in text
     assert (
         "- Tool one — does things. — Source Blog Read more →\n  (https://example.com/one)" in text
@@ -156,6 +156,13 @@ def test_text_part_says_the_same_thing(renderer: Renderer, tmp_path: Path) -> No
     assert "a | b\n--+--\n1 | 2" in text  # aligned, a rule under the header
     assert "[diagram: https://example.com/img.png]" in text
     assert "Unsubscribe:\nhttps://news.example.com/u/tok" in text
+    # Why this reader gets it, and for a forwarded copy, where to subscribe.
+    why = "You get this because a@example.com subscribed to"
+    assert why in text and why in html
+    assert "Forwarded to you? Subscribe: https://news.example.com/subscribe" in text
+    assert re.search(
+        r'<a href="https://news\.example\.com/subscribe" class="mailer-subscribe-link"', html
+    )
     assert "Example Media, 1 Example Street" in text
     assert all(len(line.encode()) < 998 for line in text.splitlines())
     long = [line for line in text.splitlines() if markdown._width(line) > 76]
