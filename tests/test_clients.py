@@ -175,6 +175,87 @@ def test_layout_at_every_width_and_no_white_band(
             page.close()
 
 
+# What email needs and HTML frowns on, each for a reason; anything else html-validate finds
+# fails the test.
+EMAIL_IDIOMS = {
+    "no-inline-style": "clients drop <style> blocks: styles are inline",
+    "no-conditional-comment": "Outlook for Windows reads <!--[if mso]> blocks",
+    "doctype-style": "mjml writes <!doctype html>",
+    "prefer-tbody": "mjml's layout tables",
+    "prefer-native-element": "mjml's role=article wrapper (Outlook has no <article>)",
+}
+OLD_ATTRIBUTES = re.compile(
+    r'Attribute "(align|valign|bgcolor|cellpadding|cellspacing|width|height|border)" '
+    r"is deprecated on <(table|tr|td|th|body|img)> element"
+)
+
+
+def html_validate(*files: Path) -> list[str]:
+    """html-validate's findings over `files`, less the email idioms above."""
+    need_checkers()
+    tool = JS / "node_modules" / "html-validate" / "bin" / "html-validate.mjs"
+    report = files[0].parent / "html-validate.json"  # a file: node cuts a long piped stdout
+    report.unlink(missing_ok=True)
+    subprocess.run(
+        ["node", str(tool), "--formatter", f"json={report}", *map(str, files)],
+        capture_output=True,
+        timeout=120,
+    )
+    found = json.loads(report.read_text())
+    return [
+        f"{Path(f['filePath']).name}:{m['line']}: {m['ruleId']}: {m['message']}"
+        for f in found
+        for m in f["messages"]
+        if m["ruleId"] not in EMAIL_IDIOMS and not OLD_ATTRIBUTES.fullmatch(m["message"])
+    ]
+
+
+def test_mail_web_and_archive_pages_are_valid_html(settings: Settings, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from mailer.store.archive import Published
+    from mailer.web.archive import Site
+    from mailer.web.pages import Field, Form, Pages
+
+    files = []
+    for path in issues(settings.project):
+        rendered = Renderer(settings).render(load_issue(path), web=True)
+        html, _, _ = personalize_for(settings, rendered, None)
+        files.append(write(tmp_path / f"{path.stem}.mail.html", html))
+        files.append(write(tmp_path / f"{path.stem}.web.html", rendered.web_html))
+    site = Site.of(settings)
+    item = Published(
+        "2026-11-20-weekly",
+        "本周 <AI> 周报",
+        "Pre & view",
+        "2026-11-20",
+        dt.datetime.now(dt.UTC),
+        "",
+        editions=("en",),
+    )
+    files.append(write(tmp_path / "archive-empty.html", site.index([])))
+    files.append(write(tmp_path / "archive.html", site.index([item, item])))
+    # A reader's page: a form with every kind of field, the honeypot and the challenge.
+    form = Form(
+        "/subscribe",
+        "Subscribe",
+        hidden=[("List-Unsubscribe", "One-Click")],
+        fields=[
+            Field("email", "Email address", "email", required=True),
+            Field("name", "Name", "text"),
+            Field("language", "Language", "select", options=[("en", "English")]),
+        ],
+        honeypot=True,
+        challenge={"algorithm": "SHA-256", "challenge": "x", "salt": "y", "signature": "z"},
+    )
+    page = Pages(settings).render("Subscribe", ["One line", "Two <b>"], form=form)
+    files.append(write(tmp_path / "page.html", bytes(page.body).decode()))
+    assert html_validate(*files) == []
+    # The check bites: markup that is wrong in any HTML is reported.
+    broken = write(tmp_path / "broken.html", files[0].read_text().replace("</p>", "</div>", 1))
+    assert html_validate(broken)
+
+
 FOOTER_RULE_JS = """
 () => [...document.querySelectorAll('.mailer-footer, .mailer-footer *')]
   .filter(e => parseFloat(getComputedStyle(e).borderTopWidth) > 0)
