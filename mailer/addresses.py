@@ -62,3 +62,16 @@ def mask(address: str) -> str:
     """a•••@example.com: enough for a person to recognise their address, not to harvest it."""
     local, _, domain = address.partition("@")
     return f"{local[:1]}•••@{domain}"
+
+
+def readable(normalized: str) -> str:
+    """An address as a person reads it: an internationalized domain in its own letters,
+    with the ASCII form mail uses beside it (ann@bücher.example (ann@xn--bcher-kva.example))."""
+    local, _, domain = normalized.partition("@")
+    if "xn--" not in domain:
+        return normalized
+    try:
+        shown = domain.encode("ascii").decode("idna")
+    except UnicodeError:
+        return normalized
+    return f"{local}@{shown} ({normalized})"

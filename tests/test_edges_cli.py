@@ -645,3 +645,13 @@ def test_a_web_font_url_keeps_its_query(tmp_path: Path) -> None:
     url = "https://fonts.googleapis.com/css2?family=Inter:wght@400;700&display=swap"
     settings = load_settings(tmp_path, {"web_font": "Inter", "web_font_url": url}, environ={})
     assert settings.web_font_url == url
+
+
+def test_an_internationalized_address_is_shown_both_ways(run: Cli) -> None:
+    assert run("subscribers", "add", "ann@bücher.example").exit_code == 0
+    shown = run("subscribers", "show", "ann@xn--bcher-kva.example").output
+    assert "email:    ann@bücher.example (ann@xn--bcher-kva.example)" in shown
+    listed = run("subscribers", "list").output
+    assert "bücher.example" in listed and "xn--bcher-kva" in listed
+    exported = run("subscribers", "export").output
+    assert "ann@xn--bcher-kva.example" in exported and "bücher" not in exported  # data: ASCII

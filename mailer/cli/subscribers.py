@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mailer import addresses
 from mailer.cli import EXIT_ERROR, Obj, cli, confirm_or_refuse, pass_obj
 from mailer.models import SubscriberStatus
 from mailer.text import safe
@@ -257,7 +258,7 @@ def _table(rows, languages: bool, topics: bool) -> None:  # type: ignore[no-unty
     table = Table(*heads, "created")
     for s in rows:
         # Text, not str: a name like "[/evil]" or "[link=...]" is shown, never read as markup.
-        cells = [s.email, s.name, s.status]
+        cells = [addresses.readable(s.email), s.name, s.status]
         cells += [s.language or ""] * languages + [",".join(s.topics)] * topics
         cells.append(s.created_at.strftime("%Y-%m-%d"))
         table.add_row(*(Text(safe(c)) for c in cells))
@@ -333,7 +334,9 @@ def show(obj: Obj, email: str) -> None:
     store = _store(obj)
     s = store.subscribers.require(email)
     settings = obj.settings()
-    click.echo(f"email:    {safe(s.email)}\nname:     {safe(s.name)}\nstatus:   {s.status}")
+    click.echo(
+        f"email:    {safe(addresses.readable(s.email))}\nname:     {safe(s.name)}\nstatus:   {s.status}"
+    )
     click.echo(f"language: {s.language or settings.language + ' (the list’s)'}")
     click.echo(f"topics:   {', '.join(s.topics) or '-'}")
     if s.paused_until is not None:
