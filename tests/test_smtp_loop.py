@@ -395,6 +395,12 @@ def test_the_list_unsubscribe_mailto_works(
     e = env(smtp, imap)
     assert run("send", str(issue(run, 1)), "--yes", env=e).exit_code == 0
     _, sent = sent_to(smtp, "leave@example.com")
+    raw = next(m for m in reversed(smtp.handler.messages) if b"To: leave@example.com" in m)
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    folded = re.search(r"^List-Unsubscribe: .*?(?=\r\n\S)", head, re.S | re.M)
+    assert folded and "\r\n " in folded.group()  # two URIs: folded after the comma
+    for line in folded.group().split("\r\n"):  # one URI a line; a URI itself cannot fold
+        assert len(line) <= 78 or line.count("<") == 1, folded.group()
     header = str(sent["List-Unsubscribe"]).replace("\r\n", "").replace("\n", "")
     m = re.search(r"<mailto:(bounces\+u\.[^?>]+@news\.example\.com)\?subject=unsubscribe>", header)
     assert m and header.startswith("<https://news.example.com/u/"), header

@@ -126,6 +126,24 @@ def list_unsubscribe(unsubscribe_url: str, mailto: str = "") -> str:
     return f"<{unsubscribe_url}>"
 
 
+def folded(name: str, value: str) -> str:
+    """`Name: value` CRLF, folded after the commas of a list (List-Unsubscribe's URIs) so
+    lines stay under 78 columns where the pieces allow (RFC 5322 2.1.1)."""
+    line = f"{name}: {value}"
+    if len(line) <= 78 or ", " not in value:
+        return line + "\r\n"
+    lines, current = [], f"{name}:"
+    for piece in value.split(", "):
+        if current.endswith(":"):
+            current += " " + piece
+        elif len(current) + 2 + len(piece) <= 78:
+            current += ", " + piece
+        else:
+            lines.append(current + ",")
+            current = " " + piece
+    return "\r\n".join([*lines, current]) + "\r\n"
+
+
 @functools.lru_cache(maxsize=4)
 def _date_of_second(second: int) -> bytes:
     # +0000, not -0000: the zone is known (RFC 5322 3.3)
@@ -187,7 +205,7 @@ class MessageFactory:
                 b"To: " + to.encode("ascii") + b"\r\n",
                 b"Date: " + _date(date or time.time()) + b"\r\n",
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
-                *(f"{k}: {v}\r\n".encode("ascii") for k, v in recipient_headers.items()),
+                *(folded(k, v).encode("ascii") for k, v in recipient_headers.items()),
             ]
         )
         b = self.boundary.encode()
