@@ -1,8 +1,9 @@
 """Local images in an issue, made fit to mail: read relative to the issue, turned upright,
 scaled to at most 1200 px on the longest side (the 600 px column at 2× density), stripped
 of every metadata kind but the ICC profile (EXIF, XMP, comments, text chunks: a phone
-photo's GPS position must not go to every reader), re-encoded (JPEG for photos, PNG where there is transparency or flat colour) and named by
-the hash of the result, so a URL never changes meaning and is cached for ever.
+photo's GPS position must not go to every reader), re-encoded (JPEG for photos, PNG where
+there is transparency or flat colour; animated GIFs frame by frame) and named by the hash
+of the result, so a URL never changes meaning and is cached for ever.
 
 The bytes live in the database beside the pinned issue (`mailer serve` answers
 /media/NAME from there), so a resume or another machine serves the same images.
