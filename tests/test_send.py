@@ -95,6 +95,33 @@ def test_resend_sends_nothing_twice(run: Cli, project: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in eml_files(project)} == first
 
 
+def test_an_undated_issue_is_dated_by_its_first_send(run: Cli, project: Path) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from mailer.store.schema import issue_versions
+
+    add_list(run, "ann@example.com")
+    path = write(project / "issues" / "undated.md", "# Undated\n\nNo date anywhere.\n")
+    assert run("send", str(path), "--yes").exit_code == 0
+    today = dt.datetime.now().date().isoformat()
+    (eml,) = (project / "outbox" / "undated").glob("*.eml")
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert re.search(rf'class="mailer-date"[^>]*>{today}<', html)  # the masthead
+    settings = load_settings(project)
+    with open_store(settings) as store:
+        pinned = store.pins.load("undated")
+        assert pinned is not None and pinned.snapshot.date == today
+        # A resume on another day renders with the pinned day, so it matches the pin.
+        with store.engine.begin() as conn:
+            conn.execute(sa.update(issue_versions).values(issue_date="2026-01-02"))
+    assert core._send_day(settings, "undated") == "2026-01-02"
+    plan = core.plan(settings, path)
+    assert plan.snapshot is not None and plan.snapshot.date == "2026-01-02"
+
+
 def test_refuses_without_confirmation_and_dry_run_records_nothing(run: Cli, project: Path) -> None:
     add_list(run, "ann@example.com")
     no = run("send", str(project / ISSUE))

@@ -4,6 +4,7 @@ job), run (writes: retry flags, the pinned snapshot, the send itself)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,10 @@ def prepare_editions(
                 f"{file}: no reader can choose {tag}; offer it in mailer.toml: "
                 f"languages = [{offered}]"
             )
-        issue = dataclasses.replace(read_issue(file), archive=main.issue.archive)
+        edition = read_issue(file)
+        issue = dataclasses.replace(
+            edition, archive=main.issue.archive, date=edition.date or main.issue.date
+        )
         found.append((tag, prepare(settings, file, web, issue)))
     return found
 
@@ -223,7 +227,10 @@ def _from_file(
             f"{target}: is the {main[1]} edition of {main[0].name}; send {main[0]} and "
             "each reader gets the edition of their language"
         )
-    rendered = prepare(settings, target)
+    issue = load_issue(target)
+    if not issue.date:  # the masthead shows the day it went out, as the archive does
+        issue = dataclasses.replace(issue, date=_send_day(settings, issue.slug))
+    rendered = prepare(settings, target, issue=issue)
     if rendered.issue.subject.startswith(DRAFT_MARK):  # a test copy of a draft is fine
         raise InputError(
             f"{target}: the subject is still the draft's placeholder "
@@ -234,6 +241,21 @@ def _from_file(
     warnings = [*rendered.warnings, *(w for _, r in editions for w in r.warnings)]
     media = (*rendered.media, *(m for _, r in editions for m in r.media))
     return snapshot, rendered.issue.slug, warnings, media, rendered.issue.audience
+
+
+def _send_day(settings: Settings, slug: str) -> str:
+    """An undated issue's date: the day of its first send, kept by its pin so a resume on
+    another day renders the same message (and matches what was pinned)."""
+    with open_store(settings) as store:
+        pinned = store.pins.load(slug)
+    if pinned is not None:
+        return pinned.snapshot.date
+    zone = None
+    if settings.timezone:
+        import zoneinfo
+
+        zone = zoneinfo.ZoneInfo(settings.timezone)
+    return dt.datetime.now(zone).date().isoformat()
 
 
 def _nobody(active: int, reach: Reach) -> str:
