@@ -9,6 +9,7 @@ import datetime as dt
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -101,18 +102,7 @@ class Pins:
         if v is None:
             return None
         editions = tuple(
-            Snapshot(
-                e.subject,
-                e.preheader,
-                e.html,
-                e.text,
-                dict(v.headers),
-                e.source or "",
-                web_html=e.web_html or "",
-                archive=bool(v.archive),
-                date=v.issue_date or "",
-                language=e.language,
-            )
+            _snapshot(e, v)
             for e in conn.execute(
                 sa.select(issue_editions)
                 .where(
@@ -122,19 +112,7 @@ class Pins:
                 .order_by(issue_editions.c.language)
             )
         )
-        snapshot = Snapshot(
-            v.subject,
-            v.preheader,
-            v.html,
-            v.text,
-            dict(v.headers),
-            v.source or "",
-            web_html=v.web_html or "",
-            archive=bool(v.archive),
-            date=v.issue_date or "",
-            language=v.language or "",
-            editions=editions,
-        )
+        snapshot = _snapshot(v, v, editions)
         return Pinned(
             issue.id,
             slug,
@@ -366,3 +344,21 @@ class Pins:
                     for e in s.editions
                 ],
             )
+
+
+def _snapshot(words: Any, version: Any, editions: tuple[Snapshot, ...] = ()) -> Snapshot:
+    """A pinned version as a Snapshot: its words (the main issue's, or an edition's row)
+    with what every edition shares from the version (headers, archive, date)."""
+    return Snapshot(
+        words.subject,
+        words.preheader,
+        words.html,
+        words.text,
+        dict(version.headers),
+        words.source or "",
+        web_html=words.web_html or "",
+        archive=bool(version.archive),
+        date=version.issue_date or "",
+        language=words.language or "",
+        editions=editions,
+    )
