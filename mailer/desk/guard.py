@@ -46,7 +46,8 @@ def risks(settings: Settings, store: Store, reach: Reach | None) -> list[Risk]:
                 Risk(
                     Level.HARD,
                     f"{f.slug}: complaint rate {complaints:.2%} ({f.complained} of {f.sent}), "
-                    f"over the 0.3% line where Gmail and Yahoo refuse bulk mail; before the next "
+                    f"over the {COMPLAINT_HARD:.1%} line where Gmail and Yahoo refuse bulk mail; "
+                    "before the next "
                     "send, remove readers who never open and re-confirm old ones",
                 )
             )
@@ -55,7 +56,7 @@ def risks(settings: Settings, store: Store, reach: Reach | None) -> list[Risk]:
                 Risk(
                     Level.WARN,
                     f"{f.slug}: complaint rate {complaints:.2%} ({f.complained} of {f.sent}), "
-                    "over Gmail's 0.1% guidance; make unsubscribing easy to find and "
+                    f"over Gmail's {COMPLAINT_WARN:.1%} guidance; make unsubscribing easy to find and "
                     "re-confirm readers who joined long ago",
                 )
             )
@@ -65,7 +66,7 @@ def risks(settings: Settings, store: Store, reach: Reach | None) -> list[Risk]:
                 Risk(
                     Level.WARN,
                     f"{f.slug}: hard-bounce rate {bounces:.2%} ({f.bounced} of {f.sent}), over "
-                    "2%: the list holds dead addresses; clean it (they are suppressed as they "
+                    f"{BOUNCE_WARN:.0%}: the list holds dead addresses; clean it (they are suppressed as they "
                     "bounce) and re-confirm addresses from old imports",
                 )
             )
